@@ -1,0 +1,44 @@
+# Everything CI does goes through these targets. `make test` works on a fresh Debian machine.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+APT_PACKAGES := docker-registry
+BENCH_PACKAGES := wrk skopeo
+
+.PHONY: help deps venv test lint bench clean
+
+help:
+	@echo "make test   - install what is missing (apt, venv) and run the test suite"
+	@echo "make lint   - ruff"
+	@echo "make bench  - benchmarks against jindr 1.5.0 (printed, and the tables for the README)"
+
+deps:
+	@missing=""; for p in $(APT_PACKAGES) $(EXTRA_APT); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if command -v apt-get >/dev/null; then \
+	    echo "installing:$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "missing system packages:$$missing (install them, or the registry binary as 'registry')"; fi; \
+	fi
+
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+test: deps venv
+	$(PY) -m pytest -q
+
+lint: venv
+	$(VENV)/bin/ruff check jindr_nb tests
+	$(VENV)/bin/ruff format --check jindr_nb tests
+
+bench:
+	$(MAKE) deps EXTRA_APT="$(BENCH_PACKAGES)"
+	$(MAKE) venv
+	$(PY) tests/benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache build dist

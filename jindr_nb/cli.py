@@ -1,0 +1,53 @@
+"""`jindr`: the command table as a console script that prints tables (or JSON)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from .commands import HelpShown, Session, build_parser, run
+from .errors import CommandLineError, JindrError
+from .frames import to_json, to_text
+
+__all__ = ["main"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; 0 on success, 1 on an error (or a false status), 2 on a usage error."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser("jindr", cli=True)
+    debug = "--debug" in argv
+    session: Session | None = None
+    try:
+        args = parser.parse_args(argv)
+        session = Session()
+        result = run(session, args)
+    except HelpShown:
+        return 0
+    except CommandLineError as exc:
+        if exc.usage:
+            print(exc.usage, file=sys.stderr)
+        print(f"jindr: error: {exc}", file=sys.stderr)
+        return 2
+    except JindrError as exc:
+        if debug:
+            raise
+        print(f"jindr: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("jindr: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        if session is not None:
+            session.close()
+    if args.json:
+        print(to_json(result.rows, result.row_type))
+    elif result.rows or not result.message:
+        print(to_text(result.rows, result.row_type))
+    if result.message:
+        print(result.message, file=sys.stderr if result.rows else sys.stdout)
+    return 0 if result.ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

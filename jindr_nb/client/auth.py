@@ -1,0 +1,143 @@
+"""Registry authentication: Basic, and the Bearer token challenge, with docker-config credentials."""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from ..errors import Unauthorized
+
+if TYPE_CHECKING:
+    import httpx
+
+__all__ = ["Challenge", "Credentials", "TokenCache", "docker_credentials", "parse_challenge"]
+
+_PARAM = re.compile(r'(\w+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))')
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """A username and password (or identity token) for one registry."""
+
+    username: str = ""
+    password: str = ""
+    identity_token: str = ""
+
+    def __repr__(self) -> str:
+        # Never let a secret reach a repr, a log or a traceback.
+        return f"Credentials(username={self.username!r}, password={'***' if self.password else ''!r})"
+
+    def basic_header(self) -> str:
+        raw = f"{self.username}:{self.password}".encode()
+        return "Basic " + base64.b64encode(raw).decode()
+
+
+@dataclass(frozen=True, slots=True)
+class Challenge:
+    """A parsed `WWW-Authenticate` header."""
+
+    scheme: str
+    params: dict[str, str]
+
+
+def parse_challenge(header: str) -> Challenge:
+    """`Bearer realm="...",service="...",scope="..."` → Challenge('bearer', {...})."""
+    scheme, _, rest = header.strip().partition(" ")
+    params = {m.group(1).lower(): (m.group(2) if m.group(2) is not None else m.group(3)) for m in _PARAM.finditer(rest)}
+    return Challenge(scheme.lower(), params)
+
+
+def docker_credentials(registry: str, config_path: str | None = None) -> Credentials | None:
+    """Credentials for `registry` from the docker config (`auths`, `credsStore`, `credHelpers`).
+
+    Uses the docker SDK's own reader and credential-helper support, imported only when a registry
+    actually asks for credentials.
+    """
+    from docker import auth as docker_auth  # lazy: docker is heavy and rarely needed
+    from docker import errors as docker_errors
+
+    path = config_path or os.environ.get("JINDR_DOCKER_CONFIG")
+    try:
+        config = docker_auth.load_config(config_path=path)
+        entry = config.resolve_authconfig(registry)
+    except (docker_errors.DockerException, OSError, ValueError) as exc:
+        raise Unauthorized(
+            f"could not read credentials for {registry} from the docker config: {exc}", registry=registry
+        ) from None
+    if not entry:
+        return None
+    token = entry.get("IdentityToken") or ""
+    username, password = entry.get("Username") or "", entry.get("Password") or ""
+    if not (username or token):
+        return None
+    return Credentials(username, password, token)
+
+
+class TokenCache:
+    """Bearer tokens by (realm, service, scope), shared by a client's threads."""
+
+    def __init__(self) -> None:
+        self._tokens: dict[tuple[str, str, str], str] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, str, str]) -> str | None:
+        with self._lock:
+            return self._tokens.get(key)
+
+    def put(self, key: tuple[str, str, str], token: str) -> None:
+        with self._lock:
+            self._tokens[key] = token
+
+    def fetch(
+        self, http: httpx.Client, challenge: Challenge, scope: str, creds: Credentials | None, registry: str
+    ) -> str:
+        """Ask the challenge's realm for a token for `scope` (using `creds` when we have them)."""
+        import httpx
+
+        realm = challenge.params.get("realm")
+        if not realm:
+            raise Unauthorized(f"{registry} sent a Bearer challenge without a realm", registry=registry)
+        service = challenge.params.get("service", "")
+        scope = challenge.params.get("scope") or scope
+        key = (realm, service, scope)
+        params = {k: v for k, v in (("service", service), ("scope", scope)) if v}
+        headers = {"Authorization": creds.basic_header()} if creds and creds.username else {}
+        try:
+            if creds and creds.identity_token:
+                resp = http.post(
+                    realm,
+                    data={
+                        "grant_type": "refresh_token",
+                        "refresh_token": creds.identity_token,
+                        "service": service,
+                        "scope": scope,
+                    },
+                )
+            else:
+                resp = http.get(realm, params=params, headers=headers)
+        except httpx.HTTPError as exc:
+            raise Unauthorized(f"token server {realm} for {registry} failed: {exc}", registry=registry) from None
+        if resp.status_code in (401, 403):
+            raise Unauthorized(
+                f"{registry} refused the credentials"
+                + (" from the docker config" if creds else "; log in with `docker login " + registry + "`"),
+                registry=registry,
+                status=resp.status_code,
+            )
+        if resp.status_code != 200:
+            raise Unauthorized(
+                f"token server {realm} answered {resp.status_code} for {registry}", registry=registry, status=resp.status_code
+            )
+        try:
+            body = resp.json()
+            token = body.get("token") or body.get("access_token")
+        except ValueError:
+            token = None
+        if not token:
+            raise Unauthorized(f"token server {realm} sent no token for {registry}", registry=registry)
+        self.put(key, token)
+        return str(token)

@@ -1,0 +1,620 @@
+"""`RegistryClient`: the registry HTTP API (distribution spec) on one pooled httpx client."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+
+from ..errors import (
+    IntegrityError,
+    NotFound,
+    RegistryError,
+    RegistryUnreachable,
+    Unauthorized,
+    Unsupported,
+)
+from ..models import ACCEPT_MANIFESTS, DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED, MAX_MANIFEST_BYTES, verify_digest
+from ..refs import parse_registry, scheme_for
+from .auth import Challenge, Credentials, TokenCache, docker_credentials, parse_challenge
+
+__all__ = ["ManifestBytes", "RegistryClient"]
+
+_IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE"})
+_RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
+_PAGE = 1000  # newer registries refuse n above their maxentries (default 1000)
+_MAX_PAGES = 10_000
+_MAX_BLOB_IN_MEMORY = 64 * 1024 * 1024
+CHUNK = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestBytes:
+    """A manifest exactly as the registry sent it."""
+
+    raw: bytes
+    media_type: str
+    digest: str
+
+
+class RegistryClient:
+    """One registry, one connection pool; safe to share between threads.
+
+    Every httpx failure is turned into a JindrError here and nowhere else.
+    """
+
+    def __init__(
+        self,
+        registry: str,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        insecure: bool = False,
+        credentials: Credentials | None = None,
+        docker_config: str | None = None,
+        timeout: float = 30.0,
+        connect_timeout: float = 5.0,
+        retries: int = 3,
+        pool: int = 16,
+    ) -> None:
+        self.registry = parse_registry(registry)
+        self.scheme = "http" if insecure else scheme_for(self.registry)
+        self.base_url = f"{self.scheme}://{self.registry}"
+        self.retries = retries
+        self._credentials = credentials
+        self._credentials_loaded = credentials is not None
+        self._docker_config = docker_config
+        self._challenge: Challenge | None = None
+        self._tokens = TokenCache()
+        self._scope_tokens: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self._checked = False
+        self._http = httpx.Client(
+            base_url=self.base_url,
+            transport=transport,
+            timeout=httpx.Timeout(timeout, connect=connect_timeout),
+            limits=httpx.Limits(max_connections=pool, max_keepalive_connections=pool),
+            follow_redirects=False,
+            verify=not insecure,
+            headers={"User-Agent": "jindr_nb"},
+        )
+
+    def __repr__(self) -> str:
+        return f"RegistryClient({self.base_url!r})"
+
+    def close(self) -> None:
+        """Close the pooled connections."""
+        self._http.close()
+
+    def __enter__(self) -> RegistryClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- the API -------------------------------------------------------------------------
+
+    def ping(self) -> dict[str, str]:
+        """GET /v2/: succeed when a distribution registry answers; return its identifying headers."""
+        resp = self._send("GET", "/v2/", ok=(200, 401), scope="", check_registry=False, auth=False)
+        api = resp.headers.get("Docker-Distribution-API-Version", "")
+        ctype = resp.headers.get("Content-Type", "")
+        if not api.startswith("registry/2") and "json" not in ctype:
+            raise RegistryUnreachable(
+                f"something answers at {self.registry} but it is not a registry (GET /v2/ gave {resp.status_code} "
+                f"{ctype or 'no content type'}); check the -r address",
+                registry=self.registry,
+                status=resp.status_code,
+            )
+        self._checked = True
+        return {"api_version": api, "status": str(resp.status_code)}
+
+    def catalog(self) -> list[str]:
+        """Every repository, following `Link` pagination."""
+        return self._paginate("/v2/_catalog", "repositories", scope="registry:catalog:*", what="catalog")
+
+    def tags(self, repository: str) -> list[str]:
+        """Every tag of `repository`, following `Link` pagination (registry 3.1+ paginates tags)."""
+        return self._paginate(
+            f"/v2/{repository}/tags/list",
+            "tags",
+            scope=f"repository:{repository}:pull",
+            what=f"repository {repository}",
+        )
+
+    def get_manifest(self, repository: str, reference: str) -> ManifestBytes:
+        """The manifest for a tag or digest, as bytes, with its media type and verified digest."""
+        with self._stream(
+            "GET",
+            f"/v2/{repository}/manifests/{reference}",
+            ok=(200,),
+            scope=f"repository:{repository}:pull",
+            headers={"Accept": ACCEPT_MANIFESTS},
+            what=_what(repository, reference),
+        ) as resp:
+            declared = int(resp.headers.get("Content-Length") or 0)
+            if declared > MAX_MANIFEST_BYTES:
+                raise Unsupported(
+                    f"manifest {_what(repository, reference)} is {declared} bytes, over the 4 MiB limit",
+                    registry=self.registry,
+                )
+            raw = self._read_capped(resp, MAX_MANIFEST_BYTES, f"manifest {_what(repository, reference)}")
+            media_type = resp.headers.get("Content-Type", "").split(";")[0].strip()
+            header_digest = resp.headers.get("Docker-Content-Digest", "")
+        if media_type in (DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED):
+            raise Unsupported(
+                f"{_what(repository, reference)} is a Docker schema 1 manifest, which jindr does not support; "
+                "re-push it with a current docker",
+                registry=self.registry,
+            )
+        if reference.startswith("sha"):
+            verify_digest(raw, reference, f"manifest {_what(repository, reference)}")
+            digest = reference
+        else:
+            digest = "sha256:" + hashlib.sha256(raw).hexdigest()
+            if header_digest.startswith("sha256:") and header_digest != digest:
+                raise IntegrityError(
+                    f"manifest {_what(repository, reference)}: registry says {header_digest} but the bytes are {digest}",
+                    registry=self.registry,
+                )
+        if not media_type:
+            try:
+                media_type = str(json.loads(raw).get("mediaType") or "")
+            except (ValueError, AttributeError):
+                media_type = ""
+        return ManifestBytes(raw, media_type, digest)
+
+    def head_manifest(self, repository: str, reference: str) -> tuple[str, str, int] | None:
+        """(digest, media type, size) for a tag or digest, or None when the registry does not have it."""
+        resp = self._send(
+            "HEAD",
+            f"/v2/{repository}/manifests/{reference}",
+            ok=(200, 404),
+            scope=f"repository:{repository}:pull",
+            headers={"Accept": ACCEPT_MANIFESTS},
+            what=_what(repository, reference),
+        )
+        if resp.status_code == 404:
+            return None
+        return (
+            resp.headers.get("Docker-Content-Digest", ""),
+            resp.headers.get("Content-Type", "").split(";")[0].strip(),
+            int(resp.headers.get("Content-Length") or 0),
+        )
+
+    def put_manifest(self, repository: str, reference: str, raw: bytes, media_type: str) -> str:
+        """PUT a manifest's exact bytes under a tag or digest; return its digest."""
+        resp = self._send(
+            "PUT",
+            f"/v2/{repository}/manifests/{reference}",
+            ok=(201,),
+            scope=f"repository:{repository}:pull,push",
+            headers={"Content-Type": media_type},
+            content=raw,
+            what=_what(repository, reference),
+        )
+        return resp.headers.get("Docker-Content-Digest") or "sha256:" + hashlib.sha256(raw).hexdigest()
+
+    def delete_manifest(self, repository: str, reference: str) -> None:
+        """DELETE a manifest by digest (or by tag, on registries that allow it)."""
+        self._send(
+            "DELETE",
+            f"/v2/{repository}/manifests/{reference}",
+            ok=(202, 200),
+            scope=f"repository:{repository}:delete",
+            what=_what(repository, reference),
+        )
+
+    def head_blob(self, repository: str, digest: str) -> int | None:
+        """The blob's size when `repository` has it, else None."""
+        resp = self._send(
+            "HEAD",
+            f"/v2/{repository}/blobs/{digest}",
+            ok=(200, 404),
+            scope=f"repository:{repository}:pull",
+            what=f"blob {digest} in {repository}",
+            follow=True,
+        )
+        return int(resp.headers.get("Content-Length") or 0) if resp.status_code == 200 else None
+
+    def get_blob(self, repository: str, digest: str, *, limit: int = _MAX_BLOB_IN_MEMORY) -> bytes:
+        """A small blob (a config) in memory, verified against its digest."""
+        with self._stream(
+            "GET",
+            f"/v2/{repository}/blobs/{digest}",
+            ok=(200,),
+            scope=f"repository:{repository}:pull",
+            what=f"blob {digest} in {repository}",
+            follow=True,
+        ) as resp:
+            data = self._read_capped(resp, limit, f"blob {digest}")
+        verify_digest(data, digest, f"blob {digest} in {repository}")
+        return data
+
+    @contextmanager
+    def open_blob(self, repository: str, digest: str) -> Iterator[httpx.Response]:
+        """A streaming response for a blob (redirects followed); the caller reads and verifies it."""
+        with self._stream(
+            "GET",
+            f"/v2/{repository}/blobs/{digest}",
+            ok=(200,),
+            scope=f"repository:{repository}:pull",
+            what=f"blob {digest} in {repository}",
+            follow=True,
+        ) as resp:
+            yield resp
+
+    def mount_blob(self, repository: str, digest: str, source_repository: str) -> bool:
+        """Cross-repository mount; True when mounted, False when the registry started an upload instead."""
+        resp = self._send(
+            "POST",
+            f"/v2/{repository}/blobs/uploads/",
+            ok=(201, 202),
+            params={"mount": digest, "from": source_repository},
+            scope=f"repository:{repository}:pull,push repository:{source_repository}:pull",
+            what=f"mount of {digest} into {repository}",
+        )
+        if resp.status_code == 202 and resp.headers.get("Location"):
+            # An upload session we do not need: cancel it so it does not linger.
+            try:
+                self._send(
+                    "DELETE",
+                    self._location(resp),
+                    ok=(204, 404, 405),
+                    scope=f"repository:{repository}:pull,push",
+                    what="upload cancel",
+                )
+            except RegistryError:
+                pass
+        return resp.status_code == 201
+
+    def upload_blob(
+        self,
+        repository: str,
+        data: bytes | Iterable[bytes],
+        digest: str,
+        *,
+        chunk_size: int | None = None,
+    ) -> None:
+        """Upload a blob: monolithic (one PUT) by default, chunked (PATCHes) with `chunk_size`.
+
+        `data` may be an iterable of byte chunks (streamed, never held whole); the registry
+        checks the digest when the upload completes.
+        """
+        scope = f"repository:{repository}:pull,push"
+        what = f"upload of {digest} to {repository}"
+        start = self._send("POST", f"/v2/{repository}/blobs/uploads/", ok=(202,), scope=scope, what=what)
+        location = self._location(start)
+        if chunk_size is None:
+            body: bytes | Iterable[bytes] = data
+            self._send(
+                "PUT",
+                _add_query(location, digest=digest),
+                ok=(201,),
+                scope=scope,
+                content=body,
+                headers={"Content-Type": "application/octet-stream"},
+                what=what,
+                retry=isinstance(data, bytes),
+            )
+            return
+        offset = 0
+        for chunk in _rechunk(data, chunk_size):
+            resp = self._send(
+                "PATCH",
+                location,
+                ok=(202,),
+                scope=scope,
+                content=chunk,
+                headers={
+                    "Content-Type": "application/octet-stream",
+                    "Content-Range": f"{offset}-{offset + len(chunk) - 1}",
+                    "Content-Length": str(len(chunk)),
+                },
+                what=what,
+                retry=False,
+            )
+            offset += len(chunk)
+            location = self._location(resp)
+        self._send("PUT", _add_query(location, digest=digest), ok=(201,), scope=scope, content=b"", what=what, retry=False)
+
+    # ---- plumbing ------------------------------------------------------------------------
+
+    def _paginate(self, path: str, key: str, *, scope: str, what: str) -> list[str]:
+        items: list[str] = []
+        url: str | None = path
+        params: dict[str, str] | None = {"n": str(_PAGE)}
+        seen: set[str] = set()
+        page_size = _PAGE
+        while url is not None:
+            if len(seen) >= _MAX_PAGES or url in seen:
+                raise IntegrityError(
+                    f"{self.registry} sent a pagination loop listing {what} (page {url} again)", registry=self.registry
+                )
+            seen.add(url)
+            try:
+                resp = self._send("GET", url, ok=(200,), params=params, scope=scope, what=what)
+            except RegistryError as exc:
+                # A registry with a smaller maxentries refuses our n: ask for less (first page only).
+                if "PAGINATION_NUMBER_INVALID" in exc.codes and params and page_size > 10:
+                    seen.discard(url)
+                    page_size //= 10
+                    params = {"n": str(page_size)}
+                    continue
+                raise
+            params = None
+            try:
+                body = resp.json()
+            except ValueError:
+                raise IntegrityError(f"{self.registry} sent a listing of {what} that is not JSON", registry=self.registry) from None
+            page = body.get(key) if isinstance(body, dict) else None
+            items.extend(str(x) for x in page or [])
+            url = _next_link(resp.headers.get("Link", ""))
+        return items
+
+    def _location(self, resp: httpx.Response) -> str:
+        location = resp.headers.get("Location")
+        if not location:
+            raise IntegrityError(f"{self.registry} started an upload without a Location header", registry=self.registry)
+        return urljoin(self.base_url + "/", location)
+
+    def _read_capped(self, resp: httpx.Response, limit: int, what: str) -> bytes:
+        parts: list[bytes] = []
+        total = 0
+        try:
+            for chunk in resp.iter_bytes():
+                total += len(chunk)
+                if total > limit:
+                    raise Unsupported(f"{what} is larger than {limit} bytes", registry=self.registry)
+                parts.append(chunk)
+        except httpx.HTTPError as exc:
+            raise _translate(exc, self.registry) from exc
+        data = b"".join(parts)
+        expected = resp.headers.get("Content-Length")
+        if expected is not None and expected.isdigit() and int(expected) != len(data):
+            raise IntegrityError(f"{what}: body truncated ({len(data)} of {expected} bytes)", registry=self.registry)
+        return data
+
+    def _send(self, method: str, url: str, **kw: object) -> httpx.Response:
+        with self._stream(method, url, **kw) as resp:  # type: ignore[arg-type]
+            try:
+                resp.read()
+            except httpx.HTTPError as exc:
+                raise _translate(exc, self.registry) from exc
+            return resp
+
+    @contextmanager
+    def _stream(
+        self,
+        method: str,
+        url: str,
+        *,
+        ok: tuple[int, ...],
+        scope: str,
+        what: str = "",
+        headers: dict[str, str] | None = None,
+        params: dict[str, str] | None = None,
+        content: bytes | Iterable[bytes] | None = None,
+        retry: bool | None = None,
+        follow: bool = False,
+        auth: bool = True,
+        check_registry: bool = True,
+    ) -> Iterator[httpx.Response]:
+        """Send with auth, retries and redirects; yield a response whose status is in `ok`."""
+        if check_registry and not self._checked:
+            self.ping()
+        retry = method in _IDEMPOTENT if retry is None else retry
+        attempts = (self.retries + 1) if retry else 1
+        authed = False
+        attempt = 0
+        while True:
+            attempt += 1
+            hdrs = dict(headers or {})
+            if auth:
+                hdrs.update(self._auth_headers(scope))
+            try:
+                req = self._http.build_request(method, url, headers=hdrs, params=params, content=content)
+                resp = self._http.send(req, stream=True)
+                redirects = 0
+                while follow and resp.status_code in (301, 302, 303, 307, 308) and redirects < 5:
+                    # Blob storage redirects (S3, CDN) must not receive our registry credentials.
+                    target = urljoin(str(resp.url), resp.headers.get("Location", ""))
+                    resp.close()
+                    redirects += 1
+                    same = urlsplit(target).netloc == urlsplit(self.base_url).netloc
+                    req = self._http.build_request(method, target, headers=hdrs if same else {})
+                    resp = self._http.send(req, stream=True)
+            except httpx.HTTPError as exc:
+                if attempt < attempts and isinstance(exc, httpx.TransportError):
+                    _backoff(attempt)
+                    continue
+                raise _translate(exc, self.registry) from exc
+            if resp.status_code == 401 and auth and not authed:
+                header = resp.headers.get("WWW-Authenticate", "")
+                resp.close()
+                self._answer_challenge(header, scope)
+                authed = True
+                attempt -= 1
+                continue
+            if resp.status_code in _RETRY_STATUS and attempt < attempts:
+                wait = _retry_after(resp.headers.get("Retry-After"))
+                resp.close()
+                _backoff(attempt, wait)
+                continue
+            try:
+                if resp.status_code not in ok:
+                    try:
+                        resp.read()
+                    except httpx.HTTPError:
+                        pass
+                    raise self._error(resp, what or url)
+                yield resp
+            finally:
+                resp.close()
+            return
+
+    def _auth_headers(self, scope: str) -> dict[str, str]:
+        challenge = self._challenge
+        if challenge is None:
+            return {}
+        if challenge.scheme == "basic":
+            creds = self._creds()
+            return {"Authorization": creds.basic_header()} if creds else {}
+        if challenge.scheme == "bearer":
+            with self._lock:
+                token = self._scope_tokens.get(scope)
+            if token is None:
+                token = self._tokens.fetch(self._http, challenge, scope, self._creds(), self.registry)
+                with self._lock:
+                    self._scope_tokens[scope] = token
+            return {"Authorization": f"Bearer {token}"}
+        return {}
+
+    def _answer_challenge(self, header: str, scope: str) -> None:
+        challenge = parse_challenge(header) if header else Challenge("basic", {})
+        if challenge.scheme not in ("basic", "bearer"):
+            raise Unauthorized(
+                f"{self.registry} asks for {challenge.scheme} authentication, which jindr does not support",
+                registry=self.registry,
+            )
+        creds = self._creds()
+        if challenge.scheme == "basic" and creds is None:
+            raise Unauthorized(
+                f"{self.registry} needs credentials: run `docker login {self.registry}`", registry=self.registry, status=401
+            )
+        self._challenge = challenge
+        if challenge.scheme == "bearer":
+            token = self._tokens.fetch(self._http, challenge, scope, creds, self.registry)
+            with self._lock:
+                self._scope_tokens[scope] = token
+
+    def _creds(self) -> Credentials | None:
+        if not self._credentials_loaded:
+            self._credentials = docker_credentials(self.registry, self._docker_config)
+            self._credentials_loaded = True
+        return self._credentials
+
+    def _error(self, resp: httpx.Response, what: str) -> RegistryError:
+        status = resp.status_code
+        codes, detail = _oci_errors(resp)
+        kw = {"registry": self.registry, "status": status, "codes": codes, "method": resp.request.method, "url": str(resp.url)}
+        if status == 401:
+            return Unauthorized(
+                f"{self.registry} refused the credentials for {what}; check `docker login {self.registry}`", **kw
+            )
+        if status == 403:
+            return Unauthorized(f"{self.registry} denied access to {what}{_detail(detail)}", **kw)
+        if status == 404:
+            if "NAME_UNKNOWN" in codes:
+                return NotFound(f"{what}: repository not found in {self.registry} (the `ls` command lists them)", **kw)
+            if "MANIFEST_UNKNOWN" in codes:
+                return NotFound(f"{what} not found in {self.registry} (`lsi REPO` lists its tags)", **kw)
+            if "BLOB_UNKNOWN" in codes:
+                return NotFound(f"{what} not found in {self.registry}", **kw)
+            return NotFound(f"{what} not found in {self.registry}", **kw)
+        if status == 405 and resp.request.method == "DELETE":
+            return Unsupported(
+                f"{self.registry} has deletion disabled; restart it with REGISTRY_STORAGE_DELETE_ENABLED=true "
+                "(`%jindr start` does this)",
+                **kw,
+            )
+        if status in (405, 501) or "UNSUPPORTED" in codes:
+            return Unsupported(f"{self.registry} does not support {resp.request.method} for {what}{_detail(detail)}", **kw)
+        if status == 400 and ("MANIFEST_INVALID" in codes or "DIGEST_INVALID" in codes):
+            return IntegrityError(f"{self.registry} rejected {what}{_detail(detail)}", **kw)
+        if status >= 500:
+            return RegistryError(f"{self.registry} failed ({status}) on {what}{_detail(detail)}; try again", **kw)
+        return RegistryError(f"{self.registry} answered {status} for {what}{_detail(detail)}", **kw)
+
+
+def _what(repository: str, reference: str) -> str:
+    sep = "@" if reference.startswith("sha") and ":" in reference else ":"
+    return f"{repository}{sep}{reference}"
+
+
+def _oci_errors(resp: httpx.Response) -> tuple[tuple[str, ...], str]:
+    try:
+        body = json.loads(resp.content or b"{}")
+        errors = body.get("errors") or []
+        codes = tuple(str(e.get("code", "")) for e in errors if isinstance(e, dict))
+        messages = "; ".join(str(e.get("message", "")) for e in errors if isinstance(e, dict) and e.get("message"))
+        return codes, messages
+    except (ValueError, AttributeError, httpx.HTTPError):
+        return (), ""
+
+
+def _detail(detail: str) -> str:
+    return f": {detail}" if detail else ""
+
+
+def _translate(exc: httpx.HTTPError, registry: str) -> RegistryError:
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+        return RegistryUnreachable(
+            f"no registry answers at {registry} — start one with `jindr start` (`%jindr start` in a notebook) or pass -r HOST:PORT",
+            registry=registry,
+        )
+    if isinstance(exc, httpx.TimeoutException):
+        return RegistryUnreachable(f"{registry} stopped answering (timed out); is it overloaded or stalled?", registry=registry)
+    if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError):
+        return RegistryUnreachable(
+            f"{registry} closed the connection or does not speak HTTP; check that -r points at a registry "
+            f"({type(exc).__name__})",
+            registry=registry,
+        )
+    if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
+        return RegistryError(f"bad URL for {registry}: {exc}", registry=registry)
+    return RegistryUnreachable(f"talking to {registry} failed: {type(exc).__name__}: {exc}", registry=registry)
+
+
+def _next_link(header: str) -> str | None:
+    for part in header.split(","):
+        if 'rel="next"' in part or "rel=next" in part:
+            start, end = part.find("<"), part.find(">")
+            if 0 <= start < end:
+                return part[start + 1 : end]
+    return None
+
+
+def _retry_after(value: str | None) -> float:
+    if value and value.strip().isdigit():
+        return min(float(value), 10.0)
+    return 0.0
+
+
+def _backoff(attempt: int, at_least: float = 0.0) -> None:
+    delay = max(at_least, min(2.0, 0.1 * 2 ** (attempt - 1)) * (0.5 + random.random()))
+    time.sleep(delay)
+
+
+def _add_query(url: str, **params: str) -> str:
+    sep = "&" if "?" in url else "?"
+    return url + sep + "&".join(f"{k}={v}" for k, v in params.items())
+
+
+def _rechunk(data: bytes | Iterable[bytes], size: int) -> Iterator[bytes]:
+    if isinstance(data, bytes | bytearray | memoryview):
+        view = memoryview(data)
+        for i in range(0, len(view), size):
+            yield bytes(view[i : i + size])
+        return
+    buf = bytearray()
+    for piece in data:
+        buf += piece
+        while len(buf) >= size:
+            yield bytes(buf[:size])
+            del buf[:size]
+    if buf:
+        yield bytes(buf)
+
+
+def default_insecure() -> frozenset[str]:
+    """Registries listed in JINDR_INSECURE_REGISTRIES (comma separated) are spoken to over http."""
+    return frozenset(x.strip() for x in os.environ.get("JINDR_INSECURE_REGISTRIES", "").split(",") if x.strip())

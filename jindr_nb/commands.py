@@ -1,0 +1,231 @@
+"""The one command table: names, aliases, arguments, help and handlers, for every face.
+
+The magic, the CLI and the README reference are all built from `COMMANDS`. A handler parses
+nothing itself: it gets an argparse namespace and a `Session`, calls `ops`, and returns a `Result`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from . import __version__
+from .errors import CommandLineError
+from .refs import DEFAULT_REGISTRY, Ref, parse_ref, parse_registry
+
+if TYPE_CHECKING:
+    from .client import RegistryClient
+    from .ops.cache import ContentCache
+    from .ops.fetch import Fetcher
+
+__all__ = ["COMMANDS", "Command", "HelpShown", "Result", "Session", "build_parser", "find_command", "run"]
+
+
+@dataclass
+class Result:
+    """What a command returns: rows of one type, a message for the user, and success for exit codes."""
+
+    row_type: type
+    rows: list[Any] = field(default_factory=list)
+    message: str = ""
+    ok: bool = True
+
+
+class HelpShown(Exception):
+    """Raised instead of exiting after `--help` or `--version` printed: the face returns nothing."""
+
+
+class Session:
+    """Long-lived state of a face: the default registry, pooled clients, and the content cache."""
+
+    def __init__(self, registry: str | None = None, *, cache: ContentCache | None = None) -> None:
+        self.registry = parse_registry(registry or os.environ.get("JINDR_REGISTRY") or DEFAULT_REGISTRY)
+        self._cache = cache
+        self._clients: dict[str, RegistryClient] = {}
+
+    @property
+    def cache(self) -> ContentCache:
+        if self._cache is None:
+            from .ops.cache import ContentCache, default_cache_dir
+
+            self._cache = ContentCache(default_cache_dir())
+        return self._cache
+
+    def client(self, registry: str | None = None) -> RegistryClient:
+        """The pooled client for `registry` (default: the session's)."""
+        from .client import RegistryClient, default_insecure
+
+        name = registry or self.registry
+        if name not in self._clients:
+            self._clients[name] = RegistryClient(name, insecure=name in default_insecure())
+        return self._clients[name]
+
+    def fetcher(self, registry: str | None = None) -> Fetcher:
+        from .ops.fetch import Fetcher
+
+        return Fetcher(self.client(registry), self.cache)
+
+    def ref(self, text: str, *, default_tag: str | None = "latest") -> Ref:
+        """Parse a reference typed by the user, relative to the session's registry."""
+        return parse_ref(text, self.registry, default_tag=default_tag)
+
+    def close(self) -> None:
+        for client in self._clients.values():
+            client.close()
+        self._clients.clear()
+
+
+Handler = Callable[[Session, argparse.Namespace], Result]
+
+
+@dataclass(frozen=True)
+class Command:
+    """One command of the table."""
+
+    name: str
+    aliases: tuple[str, ...]
+    help: str
+    arguments: Callable[[argparse.ArgumentParser], None]
+    handler: Handler
+
+
+# ---- handlers ------------------------------------------------------------------------------
+
+
+def _args_ls(p: argparse.ArgumentParser) -> None:
+    p.add_argument("pattern", nargs="*", help="only repositories matching these shell-style patterns")
+
+
+def _ls(session: Session, args: argparse.Namespace) -> Result:
+    from fnmatch import fnmatchcase
+
+    from .models import RepoRow
+    from .ops.listing import list_repositories
+
+    rows = list_repositories(session.fetcher())
+    if args.pattern:
+        rows = [r for r in rows if any(fnmatchcase(r.repository, pat) for pat in args.pattern)]
+    return Result(RepoRow, rows)
+
+
+def _args_lsi(p: argparse.ArgumentParser) -> None:
+    p.add_argument("repos", nargs="*", metavar="REPO[:TAG]", help="repositories (or single images); default: all")
+    p.add_argument("-l", "--long", action="store_true", help="add size (all platforms) and created (newest platform)")
+    p.add_argument("-j", "--jobs", type=_positive_int, default=8, help="concurrent requests (default 8)")
+
+
+def _lsi(session: Session, args: argparse.Namespace) -> Result:
+    from .models import ImageRow, LongImageRow
+    from .ops.listing import list_images
+
+    refs = [session.ref(text, default_tag=None) for text in args.repos]
+    row_type = LongImageRow if args.long else ImageRow
+    rows: list[Any] = []
+    for registry in _registries(session, refs):
+        selection = [r for r in refs if r.registry == registry]
+        rows.extend(list_images(session.fetcher(registry), selection, long=args.long, jobs=args.jobs))
+    return Result(row_type, rows)
+
+
+def _args_inspect(p: argparse.ArgumentParser) -> None:
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image references (repo[:tag], repo@digest)")
+
+
+def _inspect(session: Session, args: argparse.Namespace) -> Result:
+    from .models import PlatformRow
+    from .ops.inspect import inspect_images
+
+    refs = [session.ref(text) for text in args.images]
+    rows: list[Any] = []
+    for registry in _registries(session, refs):
+        rows.extend(inspect_images(session.fetcher(registry), [r for r in refs if r.registry == registry]))
+    return Result(PlatformRow, rows)
+
+
+def _registries(session: Session, refs: list[Ref]) -> list[str]:
+    if not refs:
+        return [session.registry]
+    return list(dict.fromkeys(r.registry for r in refs))
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 1 <= value <= 64:
+        raise argparse.ArgumentTypeError(f"expected 1-64, got {value}")
+    return value
+
+
+COMMANDS: tuple[Command, ...] = (
+    Command("ls", ("repos",), "List repositories in the registry.", _args_ls, _ls),
+    Command("lsi", ("images",), "List images (one row per tag) in the specified repos.", _args_lsi, _lsi),
+    Command("ins", ("inspect",), "Inspect specified images: the index, then one row per platform.", _args_inspect, _inspect),
+)
+
+
+def find_command(name: str) -> Command:
+    """The command called `name` or one of its aliases."""
+    for command in COMMANDS:
+        if name == command.name or name in command.aliases:
+            return command
+    raise CommandLineError(f"unknown command {name!r}")
+
+
+# ---- parsing -------------------------------------------------------------------------------
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that raises instead of exiting, so a kernel never sees SystemExit."""
+
+    def error(self, message: str) -> NoReturn:
+        raise CommandLineError(message, usage=self.format_usage().strip())
+
+    def exit(self, status: int = 0, message: str | None = None) -> NoReturn:
+        if status == 0:
+            raise HelpShown()
+        raise CommandLineError((message or "").strip() or f"exit {status}", usage=self.format_usage().strip())
+
+
+def build_parser(prog: str = "jindr", *, cli: bool = True) -> argparse.ArgumentParser:
+    """The top-level parser with one sub-parser per command (aliases included)."""
+    parser = _Parser(
+        prog=prog,
+        description="Interact with a local docker registry.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("-v", "--version", action="version", version=f"jindr_nb {__version__}")
+    parser.add_argument(
+        "-r",
+        "--registry",
+        help=f"The registry to use (host[:port]). Default: $JINDR_REGISTRY or {DEFAULT_REGISTRY}.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks for errors")
+    if cli:
+        parser.add_argument("--json", action="store_true", help="print JSON records instead of a table")
+    sub = parser.add_subparsers(dest="command", metavar="command", title="Commands", required=True)
+    for command in COMMANDS:
+        child = sub.add_parser(command.name, aliases=list(command.aliases), help=command.help, description=command.help)
+        command.arguments(child)
+        child.set_defaults(_handler=command.handler)
+    return parser
+
+
+def run(session: Session, args: argparse.Namespace) -> Result:
+    """Run a parsed command line in `session`."""
+    if args.registry:
+        session = _with_registry(session, args.registry)
+    return args._handler(session, args)  # type: ignore[no-any-return]
+
+
+def _with_registry(session: Session, registry: str) -> Session:
+    # A view of the session on another registry: shares its clients and cache.
+    view = Session.__new__(Session)
+    view.registry = parse_registry(registry)
+    view._cache = session.cache
+    view._clients = session._clients
+    return view

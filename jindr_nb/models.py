@@ -1,0 +1,236 @@
+"""Media types, manifest views and the result rows that commands return. No I/O."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from .errors import IntegrityError, Unsupported
+
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_SCHEMA1 = "application/vnd.docker.distribution.manifest.v1+json"
+DOCKER_SCHEMA1_SIGNED = "application/vnd.docker.distribution.manifest.v1+prettyjws"
+OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
+DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
+
+INDEX_TYPES = frozenset({OCI_INDEX, DOCKER_LIST})
+IMAGE_TYPES = frozenset({OCI_MANIFEST, DOCKER_MANIFEST})
+MANIFEST_TYPES = INDEX_TYPES | IMAGE_TYPES
+#: Sent as `Accept` on every manifest request: with anything narrower a registry may answer a
+#: different document (an index's child) with a different digest.
+ACCEPT_MANIFESTS = ", ".join([OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST])
+
+ATTESTATION_ANNOTATION = "vnd.docker.reference.type"
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+
+
+def sha256_digest(data: bytes) -> str:
+    """`sha256:<hex>` of `data`."""
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def verify_digest(data: bytes, digest: str, what: str = "content") -> None:
+    """Raise IntegrityError unless `data` hashes to `digest`."""
+    algorithm, _, expected = digest.partition(":")
+    if algorithm not in ("sha256", "sha512"):
+        raise Unsupported(f"cannot verify {what}: digest algorithm {algorithm!r} is not supported")
+    if hashlib.new(algorithm, data).hexdigest() != expected:
+        raise IntegrityError(f"{what} does not match its digest {digest}")
+
+
+@dataclass(frozen=True, slots=True)
+class Platform:
+    """`os/architecture[/variant]` of an image."""
+
+    os: str = ""
+    architecture: str = ""
+    variant: str = ""
+
+    def __str__(self) -> str:
+        return "/".join(part for part in (self.os, self.architecture, self.variant) if part)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None) -> Platform:
+        data = data or {}
+        return cls(str(data.get("os", "")), str(data.get("architecture", "")), str(data.get("variant", "")))
+
+
+@dataclass(frozen=True, slots=True)
+class Descriptor:
+    """A pointer to content: media type, digest, size (+ platform and annotations in an index)."""
+
+    media_type: str
+    digest: str
+    size: int
+    platform: Platform | None = None
+    annotations: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
+
+    @property
+    def is_attestation(self) -> bool:
+        """BuildKit puts attestation manifests in an index as `unknown/unknown` with this annotation."""
+        return self.annotations.get(ATTESTATION_ANNOTATION) == "attestation-manifest"
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], default_type: str = "") -> Descriptor:
+        try:
+            platform = Platform.from_json(data["platform"]) if "platform" in data else None
+            return cls(
+                media_type=str(data.get("mediaType") or default_type),
+                digest=str(data["digest"]),
+                size=int(data["size"]),
+                platform=platform,
+                annotations=dict(data.get("annotations") or {}),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise IntegrityError(f"malformed descriptor in manifest: {exc}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    """A single-platform image manifest (OCI or Docker schema 2), with its exact bytes."""
+
+    media_type: str
+    digest: str
+    raw: bytes
+    config: Descriptor
+    layers: tuple[Descriptor, ...]
+    subject: Descriptor | None = None
+    artifact_type: str = ""
+
+    @property
+    def size(self) -> int:
+        """Compressed layers plus config: what a pull of this platform transfers (manifest aside)."""
+        return self.config.size + sum(layer.size for layer in self.layers)
+
+
+@dataclass(frozen=True, slots=True)
+class Index:
+    """A multi-platform index (OCI image index or Docker manifest list), with its exact bytes."""
+
+    media_type: str
+    digest: str
+    raw: bytes
+    manifests: tuple[Descriptor, ...]
+    subject: Descriptor | None = None
+
+    @property
+    def images(self) -> tuple[Descriptor, ...]:
+        """Children that are platform images (attestations left out)."""
+        return tuple(m for m in self.manifests if not m.is_attestation)
+
+    @property
+    def attestations(self) -> tuple[Descriptor, ...]:
+        return tuple(m for m in self.manifests if m.is_attestation)
+
+
+def parse_manifest(raw: bytes, media_type: str, digest: str) -> Manifest | Index:
+    """Read a manifest's bytes as an Index or Manifest; schema 1 and non-JSON raise."""
+    base_type = (media_type or "").split(";")[0].strip()
+    if base_type in (DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED):
+        raise Unsupported(f"{digest} is a Docker schema 1 manifest, which jindr does not support; re-push the image")
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise IntegrityError(f"manifest {digest} is not JSON") from None
+    if not isinstance(data, dict):
+        raise IntegrityError(f"manifest {digest} is not a JSON object")
+    declared = data.get("mediaType") or base_type
+    if data.get("schemaVersion") == 1:
+        raise Unsupported(f"{digest} is a Docker schema 1 manifest, which jindr does not support; re-push the image")
+    subject = Descriptor.from_json(data["subject"]) if isinstance(data.get("subject"), dict) else None
+    if declared in INDEX_TYPES or (not declared and "manifests" in data):
+        children = tuple(Descriptor.from_json(m) for m in data.get("manifests") or [])
+        return Index(declared or OCI_INDEX, digest, raw, children, subject)
+    if declared in IMAGE_TYPES or (not declared and "config" in data):
+        if not isinstance(data.get("config"), dict):
+            raise IntegrityError(f"manifest {digest} has no config descriptor")
+        config = Descriptor.from_json(data["config"])
+        layers = tuple(Descriptor.from_json(layer) for layer in data.get("layers") or [])
+        return Manifest(
+            declared or OCI_MANIFEST, digest, raw, config, layers, subject, str(data.get("artifactType") or "")
+        )
+    raise Unsupported(f"manifest {digest} has media type {declared or 'unknown'!r}, which jindr does not support")
+
+
+def config_created(raw: bytes) -> datetime | None:
+    """The `created` time of an image config blob, tz-aware, or None when absent or unreadable."""
+    try:
+        value = json.loads(raw).get("created")
+    except (ValueError, AttributeError):
+        return None
+    return parse_timestamp(value) if isinstance(value, str) else None
+
+
+def parse_timestamp(value: str) -> datetime | None:
+    """RFC 3339 (with nanoseconds, as Go writes them) → tz-aware datetime; None if unreadable."""
+    match = _RFC3339.match(value.strip())
+    if not match:
+        return None
+    head, fraction, zone = match.groups()
+    text = head + (("." + fraction[:6]) if fraction else "") + ("+00:00" if zone in ("Z", "z") else zone)
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+_RFC3339 = re.compile(r"(\d{4}-\d\d-\d\d[Tt ]\d\d:\d\d:\d\d)(?:\.(\d+))?([Zz]|[+-]\d\d:\d\d)\Z")
+
+
+# Result rows. Field order is the DataFrame's column order (frames.py reads it from here).
+
+
+@dataclass(slots=True)
+class RepoRow:
+    """`ls`: one repository."""
+
+    registry: str
+    repository: str
+
+
+@dataclass(slots=True)
+class ImageRow:
+    """`lsi`: one tag."""
+
+    registry: str
+    repository: str
+    tag: str
+    digest: str
+    image_id: str
+    media_type: str
+    platforms: list[str]
+
+
+@dataclass(slots=True)
+class LongImageRow(ImageRow):
+    """`lsi -l`: one tag, with size (all platforms) and created (newest platform)."""
+
+    size: int
+    created: datetime | None
+
+
+@dataclass(slots=True)
+class PlatformRow:
+    """`inspect`: the index, then one row per child (platform image or attestation)."""
+
+    registry: str
+    repository: str
+    tag: str
+    kind: str
+    platform: str
+    os: str
+    architecture: str
+    variant: str
+    digest: str
+    media_type: str
+    size: int
+    layers: int
+    created: datetime | None
+    config_digest: str

@@ -1,0 +1,106 @@
+"""Content-addressed cache of manifests (by digest) and config blobs: they never change.
+
+Two levels: a bounded in-memory map for the life of the kernel or CLI, and files under the user's
+cache directory (`$JINDR_CACHE_DIR`, else `$XDG_CACHE_HOME/jindr_nb`, else `~/.cache/jindr_nb`).
+Everything read back is checked against its digest, so a corrupt file is a miss, not a wrong answer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import threading
+from collections import OrderedDict
+from pathlib import Path
+
+__all__ = ["ContentCache", "default_cache_dir"]
+
+
+def default_cache_dir() -> Path:
+    """Where the on-disk cache lives."""
+    explicit = os.environ.get("JINDR_CACHE_DIR")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "jindr_nb"
+
+
+class ContentCache:
+    """`get(digest)` / `put(digest, media_type, raw)`; thread-safe; `directory=None` keeps it in memory."""
+
+    def __init__(self, directory: Path | str | None = None, *, max_memory: int = 64 * 1024 * 1024) -> None:
+        self.directory = Path(directory) if directory is not None else None
+        self.max_memory = max_memory
+        self._memory: OrderedDict[str, tuple[str, bytes]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self._disk_ok = self.directory is not None
+
+    def get(self, digest: str) -> tuple[str, bytes] | None:
+        """(media type, bytes) for `digest`, or None."""
+        with self._lock:
+            hit = self._memory.get(digest)
+            if hit is not None:
+                self._memory.move_to_end(digest)
+                return hit
+        path = self._path(digest)
+        if path is None:
+            return None
+        try:
+            data = path.read_bytes()
+        except OSError:
+            return None
+        media_type, sep, raw = data.partition(b"\n")
+        if not sep or not _matches(raw, digest):
+            return None
+        entry = (media_type.decode("utf-8", "replace"), raw)
+        self._remember(digest, entry)
+        return entry
+
+    def put(self, digest: str, media_type: str, raw: bytes) -> None:
+        """Store content already verified against `digest`."""
+        self._remember(digest, (media_type, raw))
+        path = self._path(digest)
+        if path is None or path.exists():
+            return
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(media_type.encode() + b"\n" + raw)
+            os.replace(tmp, path)
+        except OSError:
+            # A read-only or full cache directory must not break listing: keep going in memory.
+            self._disk_ok = False
+
+    def clear_memory(self) -> None:
+        with self._lock:
+            self._memory.clear()
+            self._bytes = 0
+
+    def _remember(self, digest: str, entry: tuple[str, bytes]) -> None:
+        with self._lock:
+            if digest in self._memory:
+                return
+            self._memory[digest] = entry
+            self._bytes += len(entry[1])
+            while self._bytes > self.max_memory and self._memory:
+                _, (_, old) = self._memory.popitem(last=False)
+                self._bytes -= len(old)
+
+    def _path(self, digest: str) -> Path | None:
+        if not self._disk_ok or self.directory is None:
+            return None
+        algorithm, _, hexpart = digest.partition(":")
+        if not hexpart or not hexpart.isalnum():
+            return None
+        return self.directory / algorithm / hexpart[:2] / hexpart
+
+
+def _matches(raw: bytes, digest: str) -> bool:
+    algorithm, _, expected = digest.partition(":")
+    try:
+        return hashlib.new(algorithm, raw).hexdigest() == expected
+    except ValueError:
+        return False

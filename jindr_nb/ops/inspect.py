@@ -1,0 +1,71 @@
+"""`inspect`: one row for an index and one per child (platform image or attestation)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+
+from ..models import Descriptor, Index, Manifest, PlatformRow
+from ..refs import Ref
+from .fetch import Fetcher
+from .listing import DEFAULT_JOBS
+
+__all__ = ["inspect_images"]
+
+
+def inspect_images(fetcher: Fetcher, refs: Sequence[Ref], *, jobs: int = DEFAULT_JOBS) -> list[PlatformRow]:
+    """Rows for every image in `refs`, in the order given; an unknown image raises NotFound."""
+    with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="jindr-inspect") as pool:
+        tops = list(pool.map(lambda ref: fetcher.manifest(ref.repository, ref.reference), refs))
+        rows: list[PlatformRow] = []
+        for ref, top in zip(refs, tops, strict=True):
+            tag = ref.tag or ""
+            if isinstance(top, Index):
+                children = list(pool.map(lambda d: _child_row(fetcher, ref, tag, d), top.manifests))
+                images = [r for r in children if r.kind == "image"]
+                created = max((r.created for r in images if r.created), default=None)
+                rows.append(
+                    PlatformRow(
+                        ref.registry, ref.repository, tag, "index", "", "", "", "", top.digest, top.media_type,
+                        sum(r.size for r in images), sum(r.layers for r in images), created, "",
+                    )
+                )
+                rows.extend(children)
+            else:
+                rows.append(_image_row(fetcher, ref, tag, top, None))
+    return rows
+
+
+def _child_row(fetcher: Fetcher, ref: Ref, tag: str, desc: Descriptor) -> PlatformRow:
+    manifest = fetcher.manifest(ref.repository, desc.digest)
+    if not isinstance(manifest, Manifest):
+        # A nested index: show it as such, without descending further.
+        return PlatformRow(
+            ref.registry, ref.repository, tag, "index", "", "", "", "", manifest.digest, manifest.media_type,
+            0, 0, None, "",
+        )
+    return _image_row(fetcher, ref, tag, manifest, desc)
+
+
+def _image_row(fetcher: Fetcher, ref: Ref, tag: str, manifest: Manifest, desc: Descriptor | None) -> PlatformRow:
+    info = fetcher.config(ref.repository, manifest.config.digest)
+    attestation = desc is not None and desc.is_attestation
+    platform = desc.platform if desc is not None and desc.platform is not None else info.platform
+    created = info.created if isinstance(info.created, datetime) else None
+    return PlatformRow(
+        ref.registry,
+        ref.repository,
+        tag,
+        "attestation" if attestation else "image",
+        "" if attestation else str(platform),
+        platform.os,
+        platform.architecture,
+        platform.variant,
+        manifest.digest,
+        manifest.media_type,
+        manifest.size,
+        len(manifest.layers),
+        created,
+        manifest.config.digest,
+    )

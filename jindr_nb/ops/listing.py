@@ -1,0 +1,119 @@
+"""`ls` and `lsi`: repositories and tags as rows, fetched concurrently over the pooled client."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+
+from ..errors import NotFound
+from ..models import ImageRow, Index, LongImageRow, Manifest, RepoRow
+from ..refs import Ref
+from .fetch import Fetcher
+
+__all__ = ["DEFAULT_JOBS", "list_images", "list_repositories", "image_row"]
+
+DEFAULT_JOBS = 8
+Progress = Callable[[int, int], None]
+
+
+def list_repositories(fetcher: Fetcher) -> list[RepoRow]:
+    """Every repository in the registry, sorted."""
+    registry = fetcher.client.registry
+    return [RepoRow(registry, name) for name in sorted(fetcher.client.catalog())]
+
+
+def list_images(
+    fetcher: Fetcher,
+    selection: Sequence[Ref] = (),
+    *,
+    long: bool = False,
+    jobs: int = DEFAULT_JOBS,
+    progress: Progress | None = None,
+) -> list[ImageRow]:
+    """One row per tag of the selected repositories (all when `selection` is empty).
+
+    A `Ref` with a tag or digest selects just that image; without, every tag of its repository.
+    """
+    client = fetcher.client
+    with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="jindr-list") as pool:
+        if selection:
+            wanted: list[tuple[str, str, bool]] = []
+            whole = [ref.repository for ref in selection if not (ref.tag or ref.digest)]
+            for repo, tags in zip(whole, pool.map(client.tags, whole), strict=True):
+                wanted.extend((repo, tag, False) for tag in tags)
+            wanted.extend((ref.repository, ref.reference, True) for ref in selection if ref.tag or ref.digest)
+        else:
+            repos = sorted(client.catalog())
+            wanted = [(repo, tag, False) for repo, tags in zip(repos, pool.map(_tags_or_none(client), repos), strict=True) for tag in tags]
+        total = len(wanted)
+        done = 0
+
+        def one(item: tuple[str, str, bool]) -> ImageRow | None:
+            repo, reference, explicit = item
+            try:
+                return image_row(fetcher, repo, reference, long=long)
+            except NotFound:
+                if explicit:
+                    raise
+                return None  # deleted between the tag list and now: not part of the listing
+
+        rows: list[ImageRow] = []
+        for row in pool.map(one, _dedupe(wanted)):
+            done += 1
+            if progress is not None:
+                progress(done, total)
+            if row is not None:
+                rows.append(row)
+    rows.sort(key=lambda r: (r.repository, r.tag))
+    return rows
+
+
+def image_row(fetcher: Fetcher, repository: str, reference: str, *, long: bool = False) -> ImageRow:
+    """The listing row of one tag (or digest)."""
+    manifest = fetcher.manifest(repository, reference)
+    registry = fetcher.client.registry
+    tag = "" if reference.startswith("sha256:") else reference
+    size = 0
+    created: datetime | None = None
+    if isinstance(manifest, Index):
+        platforms = sorted({str(d.platform) for d in manifest.images if d.platform is not None})
+        if long:
+            for child in manifest.images:
+                sub = fetcher.manifest(repository, child.digest)
+                if isinstance(sub, Manifest):
+                    size += sub.size
+                    created = _newest(created, fetcher.config(repository, sub.config.digest).created)
+    else:
+        info = fetcher.config(repository, manifest.config.digest)
+        platforms = [str(info.platform)] if str(info.platform) else []
+        size, created = manifest.size, info.created  # type: ignore[assignment]
+    base = (registry, repository, tag, manifest.digest, manifest.digest.partition(":")[2][:12], manifest.media_type, platforms)
+    if long:
+        return LongImageRow(*base, size=size, created=created)
+    return ImageRow(*base)
+
+
+def _newest(a: datetime | None, b: object) -> datetime | None:
+    if not isinstance(b, datetime):
+        return a
+    return b if a is None or b > a else a
+
+
+def _tags_or_none(client: object) -> Callable[[str], list[str]]:
+    def tags(repo: str) -> list[str]:
+        try:
+            return client.tags(repo)  # type: ignore[attr-defined,no-any-return]
+        except NotFound:
+            return []  # in the catalog but emptied or removed meanwhile
+    return tags
+
+
+def _dedupe(items: Iterable[tuple[str, str, bool]]) -> list[tuple[str, str, bool]]:
+    seen: set[tuple[str, str]] = set()
+    out = []
+    for repo, ref, explicit in items:
+        if (repo, ref) not in seen:
+            seen.add((repo, ref))
+            out.append((repo, ref, explicit))
+    return out

@@ -1,0 +1,78 @@
+"""Fixtures: the real registry binary on loopback, a client, an image factory."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from rig import ImageFactory, LocalRegistry, registry_binary, start_registry  # noqa: E402
+
+from jindr_nb.client import RegistryClient  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test reads or writes the user's cache, docker config or registry setting."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("JINDR_CACHE_DIR", str(home / "cache"))
+    monkeypatch.setenv("DOCKER_CONFIG", str(home / ".docker"))
+    monkeypatch.delenv("JINDR_REGISTRY", raising=False)
+    monkeypatch.delenv("JINDR_DOCKER_CONFIG", raising=False)
+
+
+def _need_binary() -> str:
+    binary = registry_binary()
+    if binary is None:
+        message = "the registry binary is missing: apt-get install docker-registry (make test does this)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return binary
+
+
+@pytest.fixture(scope="session")
+def shared_registry(tmp_path_factory: pytest.TempPathFactory) -> LocalRegistry:
+    """One registry for read-only tests, filled once (see `populated`)."""
+    _need_binary()
+    reg = start_registry(tmp_path_factory.mktemp("shared-registry"))
+    yield reg
+    reg.stop()
+
+
+@pytest.fixture()
+def registry(tmp_path: Path) -> LocalRegistry:
+    """A fresh, empty registry for a test that writes."""
+    _need_binary()
+    reg = start_registry(tmp_path / "registry")
+    yield reg
+    reg.stop()
+
+
+@pytest.fixture()
+def client(registry: LocalRegistry) -> RegistryClient:
+    with RegistryClient(registry.address) as c:
+        yield c
+
+
+@pytest.fixture()
+def factory(client: RegistryClient) -> ImageFactory:
+    return ImageFactory(client)
+
+
+@pytest.fixture(scope="session")
+def populated(shared_registry: LocalRegistry) -> dict:
+    """The shared registry with an OCI index (2 tags, attestations), a Docker list and a single image."""
+    with RegistryClient(shared_registry.address) as c:
+        f = ImageFactory(c, seed=7)
+        images = {
+            "oci": f.index("multi/oci", ["latest", "v1"], layers=(1, 3)),
+            "list": f.index("multi/docker", ["1.0"], oci=False),
+            "single": f.single("plain", ["latest"]),
+            "arm": f.single("armv7", ["edge"], oci=True, platform=("linux", "arm", "v7")),
+        }
+    return {"registry": shared_registry, "images": images}

@@ -1,0 +1,287 @@
+"""Test rig: the real registry binary on a free loopback port, and an image factory.
+
+Used by the tests (through conftest fixtures) and by the benchmarks. Images are built through
+jindr's own client upload API, so no Docker is needed to fill a registry.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import tarfile
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from jindr_nb.client import RegistryClient
+from jindr_nb.models import DOCKER_CONFIG, DOCKER_LIST, DOCKER_MANIFEST, OCI_CONFIG, OCI_INDEX, OCI_MANIFEST
+
+OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
+DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+INTOTO = "application/vnd.in-toto+json"
+
+
+def registry_binary() -> str | None:
+    """The CNCF registry binary: $JINDR_REGISTRY_BINARY, `registry` or Debian's `docker-registry`."""
+    explicit = os.environ.get("JINDR_REGISTRY_BINARY")
+    if explicit:
+        return explicit
+    return shutil.which("registry") or shutil.which("docker-registry")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+REGISTRY_CONFIG = """\
+version: 0.1
+log:
+  level: error
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: {root}
+  delete:
+    enabled: true
+  cache:
+    blobdescriptor: inmemory
+http:
+  addr: 127.0.0.1:{port}
+{extra}"""
+
+
+@dataclass
+class LocalRegistry:
+    """A registry process on 127.0.0.1 with its own storage directory."""
+
+    workdir: Path
+    port: int = 0
+    extra_config: str = ""
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def storage(self) -> Path:
+        return self.workdir / "storage"
+
+    def start(self) -> LocalRegistry:
+        binary = registry_binary()
+        if binary is None:
+            raise RuntimeError("no registry binary: apt-get install docker-registry (or set JINDR_REGISTRY_BINARY)")
+        self.port = self.port or free_port()
+        self.storage.mkdir(parents=True, exist_ok=True)
+        config = self.workdir / "config.yml"
+        config.write_text(REGISTRY_CONFIG.format(root=self.storage, port=self.port, extra=self.extra_config))
+        log = open(self.workdir / "registry.log", "ab")  # noqa: SIM115 - kept open for the process
+        env = dict(os.environ, OTEL_TRACES_EXPORTER="none")
+        self.proc = subprocess.Popen([binary, "serve", str(config)], stdout=log, stderr=log, env=env)
+        log.close()
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"registry exited: {(self.workdir / 'registry.log').read_text()[-2000:]}")
+            try:
+                if httpx.get(f"http://{self.address}/v2/", timeout=1).status_code in (200, 401):
+                    return self
+            except httpx.HTTPError:
+                time.sleep(0.02)
+        raise RuntimeError("registry did not answer within 15 s")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+
+def start_registry(workdir: Path | None = None, extra_config: str = "") -> LocalRegistry:
+    return LocalRegistry(Path(workdir or tempfile.mkdtemp(prefix="jindr-reg-")), extra_config=extra_config).start()
+
+
+def make_layer(size: int, rng: random.Random) -> tuple[bytes, str]:
+    """A real gzipped tar holding one file of `size` random bytes; returns (blob, diff_id)."""
+    payload = rng.randbytes(size)
+    tar_buf = io.BytesIO()
+    with tarfile.open(fileobj=tar_buf, mode="w") as tar:
+        info = tarfile.TarInfo(f"data-{rng.getrandbits(32):08x}.bin")
+        info.size = size
+        info.mtime = 0
+        tar.addfile(info, io.BytesIO(payload))
+    tar_bytes = tar_buf.getvalue()
+    blob = gzip.compress(tar_bytes, compresslevel=1, mtime=0)
+    return blob, "sha256:" + hashlib.sha256(tar_bytes).hexdigest()
+
+
+def _digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def _canon(doc: dict) -> bytes:
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+@dataclass
+class Pushed:
+    """What the factory pushed: top digest, its media type, platform digests and tags."""
+
+    repository: str
+    digest: str
+    media_type: str
+    platforms: dict[str, str] = field(default_factory=dict)
+    attestations: list[str] = field(default_factory=list)
+    tags: list[str] = field(default_factory=list)
+    size: int = 0
+    created: str = ""
+
+
+class ImageFactory:
+    """Builds real images in a registry through `RegistryClient`'s upload API."""
+
+    def __init__(self, client: RegistryClient, seed: int = 1) -> None:
+        self.client = client
+        self.rng = random.Random(seed)
+
+    def blob(self, repository: str, data: bytes, *, chunk_size: int | None = None) -> str:
+        digest = _digest(data)
+        if self.client.head_blob(repository, digest) is None:
+            self.client.upload_blob(repository, data, digest, chunk_size=chunk_size)
+        return digest
+
+    def image_manifest(
+        self,
+        repository: str,
+        platform: tuple[str, str, str] = ("linux", "amd64", ""),
+        *,
+        oci: bool = True,
+        layers: int = 1,
+        layer_size: int = 2048,
+        created: str | None = None,
+        shared_layers: list[tuple[bytes, str]] | None = None,
+    ) -> tuple[bytes, str, int, str]:
+        """Push layers + config + manifest by digest; return (raw, digest, size, created)."""
+        os_, arch, variant = platform
+        layer_type = OCI_LAYER if oci else DOCKER_LAYER
+        made = list(shared_layers or []) + [make_layer(layer_size, self.rng) for _ in range(layers)]
+        layer_descs, diff_ids = [], []
+        for blob, diff_id in made:
+            layer_descs.append({"mediaType": layer_type, "digest": self.blob(repository, blob), "size": len(blob)})
+            diff_ids.append(diff_id)
+        created = created or f"2026-{self.rng.randint(1, 11):02d}-{self.rng.randint(1, 28):02d}T" \
+            f"{self.rng.randint(0, 23):02d}:{self.rng.randint(0, 59):02d}:00.123456789Z"
+        config = {
+            "architecture": arch,
+            "os": os_,
+            "created": created,
+            "config": {"Entrypoint": ["/bin/arch"]},
+            "rootfs": {"type": "layers", "diff_ids": diff_ids},
+            "history": [{"created": created, "created_by": "jindr_nb test factory"}],
+        }
+        if variant:
+            config["variant"] = variant
+        config_raw = _canon(config)
+        config_desc = {
+            "mediaType": OCI_CONFIG if oci else DOCKER_CONFIG,
+            "digest": self.blob(repository, config_raw),
+            "size": len(config_raw),
+        }
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST if oci else DOCKER_MANIFEST,
+            "config": config_desc,
+            "layers": layer_descs,
+        }
+        raw = _canon(manifest)
+        digest = self.client.put_manifest(repository, _digest(raw), raw, manifest["mediaType"])
+        size = len(config_raw) + sum(d["size"] for d in layer_descs)
+        return raw, digest, size, created
+
+    def attestation(self, repository: str, subject_digest: str) -> tuple[bytes, str]:
+        statement = _canon({"_type": "https://in-toto.io/Statement/v0.1", "predicateType": "https://spdx.dev/Document",
+                            "subject": [{"name": "x", "digest": {"sha256": subject_digest.split(":")[1]}}]})
+        config_raw = _canon({"architecture": "unknown", "os": "unknown", "config": {},
+                             "rootfs": {"type": "layers", "diff_ids": [_digest(statement)]}})
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": OCI_CONFIG, "digest": self.blob(repository, config_raw), "size": len(config_raw)},
+            "layers": [{"mediaType": INTOTO, "digest": self.blob(repository, statement), "size": len(statement),
+                        "annotations": {"in-toto.io/predicate-type": "https://spdx.dev/Document"}}],
+        }
+        raw = _canon(manifest)
+        return raw, self.client.put_manifest(repository, _digest(raw), raw, OCI_MANIFEST)
+
+    def index(
+        self,
+        repository: str,
+        tags: list[str] | str = "latest",
+        platforms: tuple[tuple[str, str, str], ...] = (("linux", "amd64", ""), ("linux", "arm64", "")),
+        *,
+        oci: bool = True,
+        attestations: bool | None = None,
+        layers: int | tuple[int, int] = 1,
+        layer_size: int = 2048,
+    ) -> Pushed:
+        """A multi-platform index (OCI, with attestations by default) or Docker manifest list."""
+        tags = [tags] if isinstance(tags, str) else tags
+        attestations = oci if attestations is None else attestations
+        entries, atts = [], []
+        pushed = Pushed(repository, "", OCI_INDEX if oci else DOCKER_LIST, tags=list(tags))
+        newest = ""
+        for plat in platforms:
+            n = layers if isinstance(layers, int) else self.rng.randint(*layers)
+            raw, digest, size, created = self.image_manifest(repository, plat, oci=oci, layers=n, layer_size=layer_size)
+            newest = max(newest, created)
+            pushed.size += size
+            plat_json = {"architecture": plat[1], "os": plat[0]}
+            if plat[2]:
+                plat_json["variant"] = plat[2]
+            entries.append({"mediaType": OCI_MANIFEST if oci else DOCKER_MANIFEST, "digest": digest,
+                            "size": len(raw), "platform": plat_json})
+            pushed.platforms["/".join(p for p in plat if p)] = digest
+            if attestations:
+                araw, adigest = self.attestation(repository, digest)
+                atts.append({"mediaType": OCI_MANIFEST, "digest": adigest, "size": len(araw),
+                             "platform": {"architecture": "unknown", "os": "unknown"},
+                             "annotations": {"vnd.docker.reference.digest": digest,
+                                             "vnd.docker.reference.type": "attestation-manifest"}})
+                pushed.attestations.append(adigest)
+        index = {"schemaVersion": 2, "mediaType": pushed.media_type, "manifests": entries + atts}
+        raw = _canon(index)
+        for tag in tags:
+            pushed.digest = self.client.put_manifest(repository, tag, raw, pushed.media_type)
+        pushed.created = newest
+        return pushed
+
+    def single(self, repository: str, tags: list[str] | str = "latest", *, oci: bool = False,
+               platform: tuple[str, str, str] = ("linux", "amd64", ""), layers: int = 1,
+               layer_size: int = 2048) -> Pushed:
+        """A single-platform image (Docker schema 2 by default)."""
+        tags = [tags] if isinstance(tags, str) else tags
+        raw, digest, size, created = self.image_manifest(repository, platform, oci=oci, layers=layers,
+                                                         layer_size=layer_size)
+        media_type = OCI_MANIFEST if oci else DOCKER_MANIFEST
+        for tag in tags:
+            self.client.put_manifest(repository, tag, raw, media_type)
+        return Pushed(repository, digest, media_type, {"/".join(p for p in platform if p): digest}, [], list(tags),
+                      size, created)
