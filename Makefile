@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 APT_PACKAGES := docker-registry
 BENCH_PACKAGES := wrk skopeo
 
-.PHONY: help deps venv test lint bench clean
+.PHONY: help deps venv test lint bench clean readme
 
 help:
 	@echo "make test   - install what is missing (apt, venv) and run the test suite"
@@ -42,3 +42,6 @@ bench:
 
 clean:
 	rm -rf $(VENV) .pytest_cache build dist
+
+readme: venv
+	$(PY) tools/readme.py

@@ -229,3 +229,15 @@ def _with_registry(session: Session, registry: str) -> Session:
     view._cache = session.cache
     view._clients = session._clients
     return view
+
+
+def reference_markdown() -> str:
+    """The README's command reference, generated from the table (`make readme` writes it)."""
+    parser = build_parser("jindr", cli=True)
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    parts = []
+    for command in COMMANDS:
+        heading = f"`{command.name}`" + "".join(f" / `{a}`" for a in command.aliases)
+        usage = sub.choices[command.name].format_usage().strip().removeprefix("usage: ")
+        parts.append(f"#### {heading}\n\n{command.help}\n\n```\n{usage}\n```\n")
+    return "\n".join(parts)

@@ -70,8 +70,10 @@ def docker_credentials(registry: str, config_path: str | None = None) -> Credent
         ) from None
     if not entry:
         return None
-    token = entry.get("IdentityToken") or ""
-    username, password = entry.get("Username") or "", entry.get("Password") or ""
+    # The SDK spells keys "username" for config entries and "Username" for helper answers.
+    keys = {k.lower(): v for k, v in entry.items()}
+    token = keys.get("identitytoken") or ""
+    username, password = keys.get("username") or "", keys.get("password") or ""
     if not (username or token):
         return None
     return Credentials(username, password, token)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import random
@@ -25,6 +26,7 @@ from ..errors import (
 )
 from ..models import ACCEPT_MANIFESTS, DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED, MAX_MANIFEST_BYTES, verify_digest
 from ..refs import parse_registry, scheme_for
+from .fast import FastGet
 from .auth import Challenge, Credentials, TokenCache, docker_credentials, parse_challenge
 
 __all__ = ["ManifestBytes", "RegistryClient"]
@@ -34,6 +36,7 @@ _RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 _PAGE = 1000  # newer registries refuse n above their maxentries (default 1000)
 _MAX_PAGES = 10_000
 _MAX_BLOB_IN_MEMORY = 64 * 1024 * 1024
+_MAX_PAGE_BYTES = 16 * 1024 * 1024
 CHUNK = 8 * 1024 * 1024
 
 
@@ -86,12 +89,23 @@ class RegistryClient:
             verify=not insecure,
             headers={"User-Agent": "jindr_nb"},
         )
+        # An injected transport (tests, fault injection) must see every request: no fast path then.
+        self._fast = None if transport is not None else FastGet(self.scheme, self.registry, timeout=timeout,
+                                                                verify=not insecure)
+        self._sent = itertools.count()
 
     def __repr__(self) -> str:
         return f"RegistryClient({self.base_url!r})"
 
+    @property
+    def requests_sent(self) -> int:
+        """HTTP requests sent so far (both paths; a fast-path miss counts twice)."""
+        return self._sent.__reduce__()[1][0]
+
     def close(self) -> None:
         """Close the pooled connections."""
+        if self._fast is not None:
+            self._fast.close()
         self._http.close()
 
     def __enter__(self) -> RegistryClient:
@@ -132,23 +146,15 @@ class RegistryClient:
 
     def get_manifest(self, repository: str, reference: str) -> ManifestBytes:
         """The manifest for a tag or digest, as bytes, with its media type and verified digest."""
-        with self._stream(
-            "GET",
+        found, raw = self._get_small(
             f"/v2/{repository}/manifests/{reference}",
-            ok=(200,),
             scope=f"repository:{repository}:pull",
             headers={"Accept": ACCEPT_MANIFESTS},
-            what=_what(repository, reference),
-        ) as resp:
-            declared = int(resp.headers.get("Content-Length") or 0)
-            if declared > MAX_MANIFEST_BYTES:
-                raise Unsupported(
-                    f"manifest {_what(repository, reference)} is {declared} bytes, over the 4 MiB limit",
-                    registry=self.registry,
-                )
-            raw = self._read_capped(resp, MAX_MANIFEST_BYTES, f"manifest {_what(repository, reference)}")
-            media_type = resp.headers.get("Content-Type", "").split(";")[0].strip()
-            header_digest = resp.headers.get("Docker-Content-Digest", "")
+            what=f"manifest {_what(repository, reference)}",
+            limit=MAX_MANIFEST_BYTES,
+        )
+        media_type = found.get("content-type", "").split(";")[0].strip()
+        header_digest = found.get("docker-content-digest", "")
         if media_type in (DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED):
             raise Unsupported(
                 f"{_what(repository, reference)} is a Docker schema 1 manifest, which jindr does not support; "
@@ -227,15 +233,13 @@ class RegistryClient:
 
     def get_blob(self, repository: str, digest: str, *, limit: int = _MAX_BLOB_IN_MEMORY) -> bytes:
         """A small blob (a config) in memory, verified against its digest."""
-        with self._stream(
-            "GET",
+        _, data = self._get_small(
             f"/v2/{repository}/blobs/{digest}",
-            ok=(200,),
             scope=f"repository:{repository}:pull",
             what=f"blob {digest} in {repository}",
+            limit=limit,
             follow=True,
-        ) as resp:
-            data = self._read_capped(resp, limit, f"blob {digest}")
+        )
         verify_digest(data, digest, f"blob {digest} in {repository}")
         return data
 
@@ -328,10 +332,38 @@ class RegistryClient:
 
     # ---- plumbing ------------------------------------------------------------------------
 
+    def _get_small(
+        self,
+        path: str,
+        *,
+        scope: str,
+        what: str,
+        limit: int,
+        headers: dict[str, str] | None = None,
+        follow: bool = False,
+    ) -> tuple[dict[str, str], bytes]:
+        """(lower-cased headers, body) of a GET that must answer 200 with at most `limit` bytes."""
+        if not self._checked:
+            self.ping()
+        hdrs = dict(headers or {})
+        hdrs.update(self._auth_headers(scope))
+        fast = None
+        if self._fast is not None:
+            next(self._sent)
+            fast = self._fast.get(path, {"User-Agent": "jindr_nb", **hdrs}, limit)
+        if fast is not None:
+            return fast
+        # Anything but a plain 200 (auth challenge, redirect, error, broken connection): the general path.
+        with self._stream("GET", path, ok=(200,), scope=scope, headers=headers, what=what, follow=follow) as resp:
+            declared = resp.headers.get("Content-Length", "")
+            if declared.isdigit() and int(declared) > limit:
+                raise Unsupported(f"{what} is {declared} bytes, over the {limit}-byte limit", registry=self.registry)
+            body = self._read_capped(resp, limit, what)
+            return {k.lower(): v for k, v in resp.headers.items()}, body
+
     def _paginate(self, path: str, key: str, *, scope: str, what: str) -> list[str]:
         items: list[str] = []
-        url: str | None = path
-        params: dict[str, str] | None = {"n": str(_PAGE)}
+        url: str | None = f"{path}?n={_PAGE}"
         seen: set[str] = set()
         page_size = _PAGE
         while url is not None:
@@ -341,23 +373,27 @@ class RegistryClient:
                 )
             seen.add(url)
             try:
-                resp = self._send("GET", url, ok=(200,), params=params, scope=scope, what=what)
+                found, raw = self._get_small(url, scope=scope, what=what, limit=_MAX_PAGE_BYTES)
             except RegistryError as exc:
                 # A registry with a smaller maxentries refuses our n: ask for less (first page only).
-                if "PAGINATION_NUMBER_INVALID" in exc.codes and params and page_size > 10:
-                    seen.discard(url)
+                if "PAGINATION_NUMBER_INVALID" in exc.codes and len(seen) == 1 and page_size > 10:
+                    seen.clear()
                     page_size //= 10
-                    params = {"n": str(page_size)}
+                    url = f"{path}?n={page_size}"
                     continue
                 raise
-            params = None
             try:
-                body = resp.json()
+                body = json.loads(raw)
             except ValueError:
                 raise IntegrityError(f"{self.registry} sent a listing of {what} that is not JSON", registry=self.registry) from None
             page = body.get(key) if isinstance(body, dict) else None
             items.extend(str(x) for x in page or [])
-            url = _next_link(resp.headers.get("Link", ""))
+            url = _next_link(found.get("link", ""))
+            if url is not None and "://" in url:
+                parts = urlsplit(url)
+                if parts.netloc != self.registry:
+                    raise IntegrityError(f"{self.registry} sent a Link to another host: {url}", registry=self.registry)
+                url = parts.path + ("?" + parts.query if parts.query else "")
         return items
 
     def _location(self, resp: httpx.Response) -> str:
@@ -421,6 +457,7 @@ class RegistryClient:
             if auth:
                 hdrs.update(self._auth_headers(scope))
             try:
+                next(self._sent)
                 req = self._http.build_request(method, url, headers=hdrs, params=params, content=content)
                 resp = self._http.send(req, stream=True)
                 redirects = 0
@@ -430,6 +467,7 @@ class RegistryClient:
                     resp.close()
                     redirects += 1
                     same = urlsplit(target).netloc == urlsplit(self.base_url).netloc
+                    next(self._sent)
                     req = self._http.build_request(method, target, headers=hdrs if same else {})
                     resp = self._http.send(req, stream=True)
             except httpx.HTTPError as exc:

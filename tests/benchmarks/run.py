@@ -1,0 +1,232 @@
+"""`make bench`: jindr_nb against jindr 1.5.0 and the registry's own ceiling, in one run.
+
+Populates two registries (the real registry binary) through jindr's client with 150 repositories
+x 4 tags x 2 platforms — A: OCI indexes with attestations, B: Docker manifest lists (the only kind
+jindr 1.5.0 can read) — then times each tool several times, interleaved, and prints medians,
+ratios, peak RSS, and how many repositories and tags each tool reported against what was pushed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from rig import ImageFactory, start_registry  # noqa: E402
+
+from jindr_nb.client import RegistryClient  # noqa: E402
+
+OURS = [str(Path(sys.executable).parent / "jindr")]
+PEER_VENV = ROOT / ".bench" / "jindr-1.5.0"
+PEER = [str(PEER_VENV / "bin" / "jindr")]
+MANIFEST_ACCEPT = ("application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, "
+                   "application/vnd.docker.distribution.manifest.list.v2+json, "
+                   "application/vnd.docker.distribution.manifest.v2+json")
+
+
+def ensure_peer() -> None:
+    if (PEER_VENV / "bin" / "jindr").exists():
+        return
+    subprocess.run([sys.executable, "-m", "venv", str(PEER_VENV)], check=True)
+    subprocess.run([str(PEER_VENV / "bin" / "pip"), "install", "-q", "jindr==1.5.0"], check=True)
+
+
+def populate(address: str, repos: int, tags: int, oci: bool, seed: int) -> int:
+    with RegistryClient(address, pool=8) as client:
+        def one(i: int) -> None:
+            f = ImageFactory(client, seed=seed * 100_000 + i)
+            for t in range(tags):
+                f.index(f"bench/app{i:03d}", [f"v{t}"], oci=oci, layers=(1, 3), layer_size=8192)
+
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(one, range(repos)))
+    return repos * tags
+
+
+def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, int, str, int]:
+    """(seconds, peak RSS KiB, stdout, exit code) of one run."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, **(env or {})})
+    out, err = proc.communicate()
+    _, status, usage = os.wait4(proc.pid, 0) if proc.returncode is None else (0, 0, None)
+    elapsed = time.perf_counter() - start
+    rss = usage.ru_maxrss if usage else 0
+    return elapsed, rss, out.decode(), proc.returncode
+
+
+def timed_rss(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, int, str, int]:
+    """Like `timed`, with peak RSS from GNU time's -f %M when available."""
+    gtime = shutil.which("time") or "/usr/bin/time"
+    if not os.path.exists(gtime):
+        return timed(cmd, env)
+    with tempfile.NamedTemporaryFile("r") as rss_file:
+        start = time.perf_counter()
+        proc = subprocess.run([gtime, "-o", rss_file.name, "-f", "%M", *cmd], capture_output=True,
+                              env={**os.environ, **(env or {})})
+        elapsed = time.perf_counter() - start
+        text = Path(rss_file.name).read_text().strip().splitlines()
+        rss = int(text[-1]) if text and text[-1].isdigit() else 0
+    return elapsed, rss, proc.stdout.decode(), proc.returncode
+
+
+def wrk_rate(address: str, repo: str, reference: str, seconds: int = 5) -> float:
+    if not shutil.which("wrk"):
+        return float("nan")
+    out = subprocess.run(["wrk", "-t2", "-c16", f"-d{seconds}s", "-H", f"Accept: {MANIFEST_ACCEPT}",
+                          f"http://{address}/v2/{repo}/manifests/{reference}"], capture_output=True, text=True).stdout
+    match = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    return float(match.group(1)) if match else float("nan")
+
+
+def in_process_rate(address: str) -> tuple[float, int, float]:
+    """Cold `lsi -l` inside one process: (seconds, HTTP requests, requests/s)."""
+    from jindr_nb.ops.cache import ContentCache
+    from jindr_nb.ops.fetch import Fetcher
+    from jindr_nb.ops.listing import list_images
+
+    count = [0]
+    with RegistryClient(address) as client:
+        client._http.event_hooks["request"].append(lambda request: count.__setitem__(0, count[0] + 1))
+        client.ping()
+        count[0] = 0
+        start = time.perf_counter()
+        list_images(Fetcher(client, ContentCache(None)), long=True)
+        elapsed = time.perf_counter() - start
+    return elapsed, count[0], count[0] / elapsed
+
+
+def warm_kernel(address: str, runs: int) -> list[float]:
+    from IPython.core.interactiveshell import InteractiveShell
+
+    ip = InteractiveShell.instance()
+    ip.run_line_magic("load_ext", "jindr_nb")
+    ip.run_line_magic("jindr", f"-r {address} lsi -l")
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        frame = ip.run_line_magic("jindr", f"-r {address} lsi -l")
+        times.append(time.perf_counter() - start)
+        assert len(frame) > 0
+    return times
+
+
+def count_rows(text: str, address_port: str) -> tuple[int, int]:
+    """(repositories, tags) in a listing printed by either tool."""
+    repos, tags = set(), 0
+    for line in text.splitlines():
+        match = re.search(r"(?:localhost|127\.0\.0\.1):" + address_port + r"/?\s*(\S+)\s+(\S+)", line)
+        if match:
+            repos.add(match.group(1))
+            tags += 1
+    return len(repos), tags
+
+
+def med(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--repos", type=int, default=150)
+    parser.add_argument("--tags", type=int, default=4)
+    parser.add_argument("--out", default=str(ROOT / "tests" / "benchmarks" / "results-core.md"))
+    opts = parser.parse_args()
+    ensure_peer()
+    work = Path(tempfile.mkdtemp(prefix="jindr-bench-"))
+    reg_oci = start_registry(work / "oci")
+    reg_list = start_registry(work / "list")
+    try:
+        t0 = time.perf_counter()
+        pushed = populate(reg_oci.address, opts.repos, opts.tags, True, 1)
+        populate(reg_list.address, opts.repos, opts.tags, False, 2)
+        print(f"populated 2 x {opts.repos} repos x {opts.tags} tags in {time.perf_counter() - t0:.1f} s", flush=True)
+        res: dict[str, list[float]] = {}
+        rss: dict[str, int] = {}
+        counts: dict[str, tuple[int, int]] = {}
+
+        def record(name: str, cmd: list[str], port: str | None = None, env: dict | None = None) -> None:
+            seconds, peak, out, code = timed_rss(cmd, env)
+            res.setdefault(name, []).append(seconds)
+            rss[name] = max(rss.get(name, 0), peak)
+            if port is not None:
+                counts[name] = count_rows(out, port) if code == 0 else (0, 0)
+
+        lport, oport = str(reg_list.port), str(reg_oci.port)
+        peer_r = ["-r", f"localhost:{lport}"]
+        for run in range(opts.runs):
+            cold = work / f"cache-cold-{run}"
+            warm = work / "cache-warm"
+            record("jindr 1.5.0 lsi (Docker lists)", PEER + peer_r + ["lsi"], lport)
+            record("jindr_nb lsi (Docker lists)", OURS + ["-r", f"localhost:{lport}", "lsi"], lport,
+                   {"JINDR_CACHE_DIR": str(warm)})
+            record("jindr 1.5.0 lsi (OCI)", PEER + ["-r", f"localhost:{oport}", "lsi"], oport)
+            record("jindr_nb lsi (OCI)", OURS + ["-r", f"localhost:{oport}", "lsi"], oport,
+                   {"JINDR_CACHE_DIR": str(warm)})
+            record("jindr_nb lsi -l cold (OCI)", OURS + ["-r", f"localhost:{oport}", "lsi", "-l"], oport,
+                   {"JINDR_CACHE_DIR": str(cold)})
+            record("jindr_nb lsi -l repeated (OCI)", OURS + ["-r", f"localhost:{oport}", "lsi", "-l"], oport,
+                   {"JINDR_CACHE_DIR": str(warm)})
+            record("jindr 1.5.0 --help", PEER + ["--help"])
+            record("jindr_nb --help", OURS + ["--help"])
+        some_digest = RegistryClient(reg_oci.address).get_manifest("bench/app000", "v0").digest
+        wrk = wrk_rate(reg_oci.address, "bench/app000", some_digest)
+        rates = [in_process_rate(reg_oci.address) for _ in range(3)]
+        kernel = warm_kernel(reg_oci.address, opts.runs)
+    finally:
+        reg_oci.stop()
+        reg_list.stop()
+        shutil.rmtree(work, ignore_errors=True)
+
+    peer_lsi = med(res["jindr 1.5.0 lsi (Docker lists)"])
+    lines = [
+        f"Machine: {os.cpu_count()} cores, {platform_line()}; registry: Debian docker-registry 2.8.2 on 127.0.0.1; "
+        f"{opts.runs} runs each, interleaved; pushed {opts.repos} repositories / {pushed} tags per registry.",
+        "",
+        "| command | median s | vs jindr 1.5.0 lsi | peak RSS MiB | repositories / tags reported |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, values in res.items():
+        reported = counts.get(name)
+        rep = f"{reported[0]} / {reported[1]}" if reported else ""
+        ratio = f"{med(values) / peer_lsi:.2f}x" if "help" not in name else ""
+        lines.append(f"| `{name}` | {med(values):.3f} | {ratio} | {rss[name] / 1024:.0f} | {rep} |")
+    help_ratio = med(res["jindr_nb --help"]) / med(res["jindr 1.5.0 --help"])
+    cold_s, requests, _ = rates[0]
+    rate = med([r[2] for r in rates])
+    lines += [
+        "",
+        f"- `jindr_nb --help` takes {help_ratio:.2f}x the time of jindr 1.5.0's.",
+        f"- Warm kernel, repeated `%jindr lsi -l` (OCI, {pushed} tags): median {med(kernel):.3f} s "
+        f"(min {min(kernel):.3f}, max {max(kernel):.3f}).",
+        f"- Cold `lsi -l` in process: {requests} HTTP requests at a median {rate:.0f} requests/s; `wrk` (C, 2 threads, "
+        f"16 connections) on one manifest of the same registry: {wrk:.0f} requests/s, so jindr_nb reaches "
+        f"{rate / wrk:.0%} of the registry's ceiling.",
+    ]
+    report = "\n".join(lines)
+    print(report)
+    Path(opts.out).write_text(report + "\n")
+    return 0
+
+
+def platform_line() -> str:
+    try:
+        mem = int(Path("/proc/meminfo").read_text().split()[1]) // 1024 // 1024
+        return f"{mem} GiB, Python {sys.version.split()[0]}"
+    except (OSError, ValueError, IndexError):
+        return f"Python {sys.version.split()[0]}"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
