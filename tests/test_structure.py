@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).parent.parent / "jindr_nb"
-HEAVY = ("pandas", "docker", "boto3", "botocore", "ipywidgets")
+HEAVY = ("pandas", "docker", "boto3", "botocore", "ipywidgets", "httpx")
 
 
 @pytest.mark.parametrize(

@@ -12,9 +12,8 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urljoin, urlsplit
-
-import httpx
 
 from ..errors import (
     IntegrityError,
@@ -28,6 +27,9 @@ from ..models import ACCEPT_MANIFESTS, DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED, MA
 from ..refs import parse_registry, scheme_for
 from .fast import FastGet
 from .auth import Challenge, Credentials, TokenCache, docker_credentials, parse_challenge
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["ManifestBytes", "RegistryClient"]
 
@@ -80,15 +82,9 @@ class RegistryClient:
         self._scope_tokens: dict[str, str] = {}
         self._lock = threading.Lock()
         self._checked = False
-        self._http = httpx.Client(
-            base_url=self.base_url,
-            transport=transport,
-            timeout=httpx.Timeout(timeout, connect=connect_timeout),
-            limits=httpx.Limits(max_connections=pool, max_keepalive_connections=pool),
-            follow_redirects=False,
-            verify=not insecure,
-            headers={"User-Agent": "jindr_nb"},
-        )
+        self._transport = transport
+        self._http_options = {"timeout": timeout, "connect": connect_timeout, "pool": pool, "verify": not insecure}
+        self._http_client: httpx.Client | None = None
         # An injected transport (tests, fault injection) must see every request: no fast path then.
         self._fast = None if transport is not None else FastGet(self.scheme, self.registry, timeout=timeout,
                                                                 verify=not insecure)
@@ -96,6 +92,26 @@ class RegistryClient:
 
     def __repr__(self) -> str:
         return f"RegistryClient({self.base_url!r})"
+
+    @property
+    def _http(self) -> httpx.Client:
+        # Built on first use: the listing hot path never needs it, and importing httpx costs ~0.1 s.
+        if self._http_client is None:
+            import httpx
+
+            with self._lock:
+                if self._http_client is None:
+                    o = self._http_options
+                    self._http_client = httpx.Client(
+                        base_url=self.base_url,
+                        transport=self._transport,
+                        timeout=httpx.Timeout(o["timeout"], connect=o["connect"]),
+                        limits=httpx.Limits(max_connections=o["pool"], max_keepalive_connections=o["pool"]),
+                        follow_redirects=False,
+                        verify=o["verify"],
+                        headers={"User-Agent": "jindr_nb"},
+                    )
+        return self._http_client
 
     @property
     def requests_sent(self) -> int:
@@ -106,7 +122,8 @@ class RegistryClient:
         """Close the pooled connections."""
         if self._fast is not None:
             self._fast.close()
-        self._http.close()
+        if self._http_client is not None:
+            self._http_client.close()
 
     def __enter__(self) -> RegistryClient:
         return self
@@ -118,18 +135,23 @@ class RegistryClient:
 
     def ping(self) -> dict[str, str]:
         """GET /v2/: succeed when a distribution registry answers; return its identifying headers."""
-        resp = self._send("GET", "/v2/", ok=(200, 401), scope="", check_registry=False, auth=False)
-        api = resp.headers.get("Docker-Distribution-API-Version", "")
-        ctype = resp.headers.get("Content-Type", "")
+        fast = self._fast.get("/v2/", {"User-Agent": "jindr_nb"}, 65536) if self._fast is not None else None
+        if fast is not None:
+            status, headers = 200, fast[0]
+        else:
+            resp = self._send("GET", "/v2/", ok=(200, 401), scope="", check_registry=False, auth=False)
+            status, headers = resp.status_code, {k.lower(): v for k, v in resp.headers.items()}
+        api = headers.get("docker-distribution-api-version", "")
+        ctype = headers.get("content-type", "")
         if not api.startswith("registry/2") and "json" not in ctype:
             raise RegistryUnreachable(
-                f"something answers at {self.registry} but it is not a registry (GET /v2/ gave {resp.status_code} "
+                f"something answers at {self.registry} but it is not a registry (GET /v2/ gave {status} "
                 f"{ctype or 'no content type'}); check the -r address",
                 registry=self.registry,
-                status=resp.status_code,
+                status=status,
             )
         self._checked = True
-        return {"api_version": api, "status": str(resp.status_code)}
+        return {"api_version": api, "status": str(status)}
 
     def catalog(self) -> list[str]:
         """Every repository, following `Link` pagination."""
@@ -403,6 +425,8 @@ class RegistryClient:
         return urljoin(self.base_url + "/", location)
 
     def _read_capped(self, resp: httpx.Response, limit: int, what: str) -> bytes:
+        import httpx
+
         parts: list[bytes] = []
         total = 0
         try:
@@ -420,6 +444,8 @@ class RegistryClient:
         return data
 
     def _send(self, method: str, url: str, **kw: object) -> httpx.Response:
+        import httpx
+
         with self._stream(method, url, **kw) as resp:  # type: ignore[arg-type]
             try:
                 resp.read()
@@ -445,6 +471,8 @@ class RegistryClient:
         check_registry: bool = True,
     ) -> Iterator[httpx.Response]:
         """Send with auth, retries and redirects; yield a response whose status is in `ok`."""
+        import httpx
+
         if check_registry and not self._checked:
             self.ping()
         retry = method in _IDEMPOTENT if retry is None else retry
@@ -579,6 +607,8 @@ def _what(repository: str, reference: str) -> str:
 
 
 def _oci_errors(resp: httpx.Response) -> tuple[tuple[str, ...], str]:
+    import httpx
+
     try:
         body = json.loads(resp.content or b"{}")
         errors = body.get("errors") or []
@@ -594,6 +624,8 @@ def _detail(detail: str) -> str:
 
 
 def _translate(exc: httpx.HTTPError, registry: str) -> RegistryError:
+    import httpx
+
     if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
         return RegistryUnreachable(
             f"no registry answers at {registry} — start one with `jindr start` (`%jindr start` in a notebook) or pass -r HOST:PORT",
