@@ -3,6 +3,7 @@
     JindrError                      base; its message is one line that says what to do next
     ├── InvalidReference            an image reference or registry address that does not parse
     ├── CommandLineError            a bad command line (unknown command, option or argument)
+    ├── RuntimeFailure              a registry could not be started, stopped or collected here
     └── RegistryError               the registry answered something we cannot use
         ├── RegistryUnreachable     nothing (or not a registry) answers at the address
         ├── NotFound                repository, tag, manifest or blob unknown
@@ -25,6 +26,7 @@ __all__ = [
     "NotFound",
     "RegistryError",
     "RegistryUnreachable",
+    "RuntimeFailure",
     "Unauthorized",
     "Unsupported",
 ]
@@ -44,6 +46,10 @@ class CommandLineError(JindrError):
     def __init__(self, message: str, usage: str = "") -> None:
         super().__init__(message)
         self.usage = usage
+
+
+class RuntimeFailure(JindrError):
+    """A registry could not be started, stopped or garbage-collected on this machine."""
 
 
 class RegistryError(JindrError):

@@ -234,3 +234,32 @@ class PlatformRow:
     layers: int
     created: datetime | None
     config_digest: str
+
+
+@dataclass(slots=True)
+class InstanceRow:
+    """`info` / `status` / `start`: one registry that jindr runs on this machine."""
+
+    registry: str
+    runtime: str
+    name: str
+    status: str
+    storage: str
+    size: int
+    image: str
+    version: str
+    mode: str
+    upstream: str
+
+
+@dataclass(slots=True)
+class GcRow:
+    """`gc`: what garbage collection removed (or would remove, with --dry-run)."""
+
+    registry: str
+    dry_run: bool
+    manifests_deleted: int
+    blobs_deleted: int
+    size_before: int
+    size_after: int
+    reclaimed: int

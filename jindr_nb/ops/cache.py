@@ -8,6 +8,7 @@ Everything read back is checked against its digest, so a corrupt file is a miss,
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import tempfile
 import threading
@@ -36,6 +37,52 @@ class ContentCache:
         self._bytes = 0
         self._lock = threading.Lock()
         self._disk_ok = self.directory is not None
+        self._summaries: dict[str, dict] | None = None
+
+    def get_summary(self, digest: str) -> dict | None:
+        """A small derived record for a manifest digest (immutable, like the content it describes)."""
+        with self._lock:
+            if self._summaries is None:
+                self._summaries = self._load_summaries()
+            return self._summaries.get(digest)
+
+    def put_summary(self, digest: str, summary: dict) -> None:
+        """Remember a derived record; on disk it is one line appended to `summaries-v1.jsonl`."""
+        with self._lock:
+            if self._summaries is None:
+                self._summaries = self._load_summaries()
+            if digest in self._summaries:
+                return
+            self._summaries[digest] = summary
+            if not self._disk_ok or self.directory is None:
+                return
+            line = (json.dumps({"d": digest, **summary}, separators=(",", ":")) + "\n").encode()
+            try:
+                self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+                # O_APPEND: concurrent writers (two kernels) interleave whole lines, never mix them.
+                fd = os.open(self.directory / "summaries-v1.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+                try:
+                    os.write(fd, line)
+                finally:
+                    os.close(fd)
+            except OSError:
+                self._disk_ok = False
+
+    def _load_summaries(self) -> dict[str, dict]:
+        found: dict[str, dict] = {}
+        if self.directory is None:
+            return found
+        try:
+            data = (self.directory / "summaries-v1.jsonl").read_bytes()
+        except OSError:
+            return found
+        for line in data.splitlines():
+            try:
+                record = json.loads(line)
+                found[record.pop("d")] = record
+            except (ValueError, KeyError, AttributeError, TypeError):
+                continue  # a torn or foreign line is only a miss
+        return found
 
     def get(self, digest: str) -> tuple[str, bytes] | None:
         """(media type, bytes) for `digest`, or None."""

@@ -74,24 +74,41 @@ def image_row(fetcher: Fetcher, repository: str, reference: str, *, long: bool =
     manifest = fetcher.manifest(repository, reference)
     registry = fetcher.client.registry
     tag = "" if reference.startswith("sha256:") else reference
-    size = 0
-    created: datetime | None = None
-    if isinstance(manifest, Index):
+    if isinstance(manifest, Index) and not long:
         platforms = sorted({str(d.platform) for d in manifest.images if d.platform is not None})
-        if long:
-            for child in manifest.images:
-                sub = fetcher.manifest(repository, child.digest)
-                if isinstance(sub, Manifest):
-                    size += sub.size
-                    created = _newest(created, fetcher.config(repository, sub.config.digest).created)
+        size, created = 0, None
     else:
-        info = fetcher.config(repository, manifest.config.digest)
-        platforms = [str(info.platform)] if str(info.platform) else []
-        size, created = manifest.size, info.created  # type: ignore[assignment]
+        platforms, size, created = _summary(fetcher, repository, manifest)
     base = (registry, repository, tag, manifest.digest, manifest.digest.partition(":")[2][:12], manifest.media_type, platforms)
     if long:
         return LongImageRow(*base, size=size, created=created)
     return ImageRow(*base)
+
+
+def _summary(fetcher: Fetcher, repository: str, manifest: Manifest | Index) -> tuple[list[str], int, datetime | None]:
+    """Platforms, size and newest created of a manifest: derived from immutable content, so cached."""
+    cached = fetcher.cache.get_summary(manifest.digest)
+    if cached is not None:
+        created = cached.get("c")
+        return list(cached.get("p", [])), int(cached.get("s", 0)), datetime.fromisoformat(created) if created else None
+    size = 0
+    created: datetime | None = None
+    if isinstance(manifest, Index):
+        platforms = sorted({str(d.platform) for d in manifest.images if d.platform is not None})
+        for child in manifest.images:
+            sub = fetcher.manifest(repository, child.digest)
+            if isinstance(sub, Manifest):
+                size += sub.size
+                created = _newest(created, fetcher.config(repository, sub.config.digest).created)
+    else:
+        info = fetcher.config(repository, manifest.config.digest)
+        platforms = [str(info.platform)] if str(info.platform) else []
+        size = manifest.size
+        created = _newest(None, info.created)
+    fetcher.cache.put_summary(
+        manifest.digest, {"p": platforms, "s": size, "c": created.isoformat() if created else None}
+    )
+    return platforms, size, created
 
 
 def _newest(a: datetime | None, b: object) -> datetime | None:

@@ -95,15 +95,14 @@ def in_process_rate(address: str) -> tuple[float, int, float]:
     from jindr_nb.ops.fetch import Fetcher
     from jindr_nb.ops.listing import list_images
 
-    count = [0]
     with RegistryClient(address) as client:
-        client._http.event_hooks["request"].append(lambda request: count.__setitem__(0, count[0] + 1))
         client.ping()
-        count[0] = 0
+        sent = client.requests_sent
         start = time.perf_counter()
         list_images(Fetcher(client, ContentCache(None)), long=True)
         elapsed = time.perf_counter() - start
-    return elapsed, count[0], count[0] / elapsed
+        requests = client.requests_sent - sent
+    return elapsed, requests, requests / elapsed
 
 
 def warm_kernel(address: str, runs: int) -> list[float]:

@@ -1,0 +1,225 @@
+"""What every runtime shares: the spec of a registry to run, its state directory, and the config."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from ..errors import InvalidReference, RuntimeFailure
+from ..models import InstanceRow
+from ..refs import is_loopback, parse_registry
+
+__all__ = [
+    "DEFAULT_STORAGE",
+    "Runtime",
+    "RegistrySpec",
+    "dir_size",
+    "port_of",
+    "port_holder",
+    "registry_config",
+    "state_dir",
+    "wait_ready",
+]
+
+DEFAULT_STORAGE = "~/.jindr"
+
+
+def state_dir() -> Path:
+    """Where jindr keeps pid files, logs and generated configs (`$JINDR_STATE_DIR` overrides)."""
+    explicit = os.environ.get("JINDR_STATE_DIR")
+    base = Path(explicit) if explicit else Path(
+        os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    ) / "jindr_nb"
+    base.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return base
+
+
+@dataclass(frozen=True)
+class RegistrySpec:
+    """A registry to run: its address, storage, name, and pull-through upstream if any."""
+
+    registry: str
+    storage: Path
+    name: str = ""
+    proxy_url: str = ""
+    proxy_username: str = ""
+    proxy_password: str = ""  # never shown: not in repr, rows or logs
+
+    def __repr__(self) -> str:
+        return f"RegistrySpec(registry={self.registry!r}, storage={str(self.storage)!r}, proxy_url={self.proxy_url!r})"
+
+    @classmethod
+    def make(
+        cls,
+        registry: str,
+        storage: str | os.PathLike[str] | None = None,
+        name: str = "",
+        proxy_url: str = "",
+        proxy_username: str = "",
+        proxy_password: str = "",
+    ) -> RegistrySpec:
+        """Validate: a loopback registry with a port; storage expanded and absolute."""
+        registry = parse_registry(registry)
+        if not is_loopback(registry):
+            raise InvalidReference(
+                f"jindr only runs registries on this machine: {registry} is not localhost/127.0.0.1 "
+                "(use -r localhost:PORT)"
+            )
+        port_of(registry)
+        path = Path(os.path.expanduser(str(storage or DEFAULT_STORAGE))).resolve()
+        if proxy_url and not proxy_url.startswith(("http://", "https://")):
+            raise InvalidReference(f"invalid --proxy {proxy_url!r}: expected http(s)://HOST[:PORT]")
+        return cls(registry, path, name or default_name(registry), proxy_url, proxy_username, proxy_password)
+
+    @property
+    def port(self) -> int:
+        return port_of(self.registry)
+
+    @property
+    def mode(self) -> str:
+        return "proxy" if self.proxy_url else "registry"
+
+
+def default_name(registry: str) -> str:
+    """`jindr-5001` for localhost:5001."""
+    return f"jindr-{port_of(registry)}"
+
+
+def port_of(registry: str) -> int:
+    """The port of a loopback registry address (80 when none is given)."""
+    if registry.startswith("["):
+        _, _, port = registry.partition("]:")
+    else:
+        _, _, port = registry.partition(":")
+    if not port:
+        return 80
+    return int(port)
+
+
+class Runtime(Protocol):
+    """How a registry is run: docker (or Podman's API), or the registry binary as a process."""
+
+    name: str
+
+    def start(self, spec: RegistrySpec, *, progress: Callable[[str], None] | None = None) -> InstanceRow: ...
+
+    def stop(self, registry: str) -> InstanceRow | None: ...
+
+    def status(self, registry: str) -> InstanceRow | None: ...
+
+    def instances(self) -> list[InstanceRow]: ...
+
+    def spec_of(self, registry: str) -> RegistrySpec | None: ...
+
+    def pause(self, registry: str) -> None:
+        """Stop the registry so nothing can write, keeping what `resume` needs."""
+
+    def resume(self, registry: str) -> InstanceRow:
+        """Start a paused registry again exactly as it was."""
+
+    def garbage_collect(self, registry: str, *, dry_run: bool) -> str:
+        """Run the registry's own `garbage-collect` on a paused registry's storage; return its output."""
+
+
+def registry_config(spec: RegistrySpec, listen: str, root: str) -> str:
+    """A registry config (YAML; JSON is YAML) with delete enabled and the optional proxy."""
+    import json
+
+    config: dict[str, object] = {
+        "version": 0.1,
+        "log": {"level": "warn", "accesslog": {"disabled": True}},
+        "storage": {
+            "filesystem": {"rootdirectory": root},
+            "delete": {"enabled": True},
+            "cache": {"blobdescriptor": "inmemory"},
+        },
+        "http": {"addr": listen, "headers": {"X-Content-Type-Options": ["nosniff"]}},
+    }
+    if spec.proxy_url:
+        proxy: dict[str, str] = {"remoteurl": spec.proxy_url}
+        if spec.proxy_username:
+            proxy["username"] = spec.proxy_username
+            proxy["password"] = spec.proxy_password
+        config["proxy"] = proxy
+    return json.dumps(config, indent=2) + "\n"
+
+
+def wait_ready(registry: str, timeout: float, alive: Callable[[], bool], log_tail: Callable[[], str]) -> None:
+    """Return when GET /v2/ answers; raise with the registry's own log tail if it dies or times out."""
+    host, port = "127.0.0.1", port_of(registry)
+    deadline = time.monotonic() + timeout
+    request = f"GET /v2/ HTTP/1.1\r\nHost: {registry}\r\nConnection: close\r\n\r\n".encode()
+    delay = 0.005
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=1) as sock:
+                sock.sendall(request)
+                head = sock.recv(64)
+                if head.startswith(b"HTTP/1.1 200") or head.startswith(b"HTTP/1.1 401"):
+                    return
+        except OSError:
+            pass
+        if not alive():
+            raise RuntimeFailure(f"the registry for {registry} exited while starting: {log_tail() or 'no log output'}")
+        if time.monotonic() > deadline:
+            raise RuntimeFailure(
+                f"the registry for {registry} did not answer within {timeout:.0f} s: {log_tail() or 'no log output'}"
+            )
+        time.sleep(delay)
+        delay = min(delay * 2, 0.1)
+
+
+def port_holder(port: int) -> str:
+    """Who listens on 127.0.0.1:`port`, as far as /proc tells ("" when unknown)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) > 9 and fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(fields[9])
+    if not inodes:
+        return ""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            for fd in (proc / "fd").iterdir():
+                target = os.readlink(fd)
+                if target.startswith("socket:[") and target[8:-1] in inodes:
+                    cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+                    return f"pid {proc.name} ({cmd[:80]})"
+        except OSError:
+            continue
+    return ""
+
+
+def port_free(port: int) -> bool:
+    """True when nothing listens on 127.0.0.1:`port`."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def dir_size(path: Path) -> int:
+    """Bytes on disk under `path` (0 when missing or unreadable)."""
+    total = 0
+    for root, _, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_blocks * 512
+            except OSError:
+                pass
+    return total

@@ -1,0 +1,324 @@
+"""The registry in a container, through the docker SDK (Docker Engine, or Podman's Docker API).
+
+jindr finds its containers by label, whatever the image: `jindr_nb.registry` holds the address
+and `jindr_nb.storage` the bind-mounted storage. The port is published on 127.0.0.1 only, and
+settings go through the registry's own REGISTRY_* variables so that registry:2 and registry:3
+images behave the same.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from ..errors import RuntimeFailure
+from ..models import InstanceRow
+from ..refs import is_loopback
+from .base import RegistrySpec, dir_size, port_free, port_holder, wait_ready
+
+__all__ = ["DEFAULT_IMAGE", "DockerRuntime", "engine_answers"]
+
+DEFAULT_IMAGE = "registry:3"
+LABEL_REGISTRY = "jindr_nb.registry"
+LABEL_STORAGE = "jindr_nb.storage"
+LABEL_UPSTREAM = "jindr_nb.upstream"
+CONTAINER_ROOT = "/var/lib/registry"
+CONTAINER_PORT = 5000
+
+
+def engine_answers(timeout: float = 2.0) -> bool:
+    """True when a Docker-compatible engine answers at $DOCKER_HOST (or the default socket)."""
+    try:
+        import docker
+        from docker.errors import DockerException
+
+        client = docker.from_env(timeout=timeout)
+        try:
+            return bool(client.ping())
+        finally:
+            client.close()
+    except (DockerException, OSError, ImportError):
+        return False
+    except Exception:  # noqa: BLE001 - requests' own errors when the socket is absent
+        return False
+
+
+class DockerRuntime:
+    """Registries as containers; `client` is a docker SDK client (built lazily from the environment)."""
+
+    name = "docker"
+
+    def __init__(self, client: Any = None, image: str | None = None) -> None:
+        self._client = client
+        self.image = image or os.environ.get("JINDR_REGISTRY_IMAGE") or DEFAULT_IMAGE
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            import docker
+            from docker.errors import DockerException
+
+            try:
+                self._client = docker.from_env(timeout=30)
+                self._client.ping()
+            except DockerException as exc:
+                raise RuntimeFailure(
+                    f"no Docker engine answers ({_short(exc)}); start Docker, set DOCKER_HOST "
+                    "(Podman: unix:///run/podman/podman.sock), or use --runtime process"
+                ) from None
+        return self._client
+
+    def start(self, spec: RegistrySpec, *, progress: Callable[[str], None] | None = None) -> InstanceRow:
+        from docker.errors import APIError, DockerException, NotFound
+
+        existing = self._container(spec.registry)
+        if existing is not None:
+            if existing.status == "running":
+                return self._row(existing)
+            try:
+                existing.remove(force=True)  # a stopped leftover of ours: start afresh
+            except DockerException:
+                pass
+        if not port_free(spec.port):
+            holder = port_holder(spec.port) or self._holder(spec.port)
+            raise RuntimeFailure(
+                f"port {spec.port} is already in use{' by ' + holder if holder else ''}; "
+                "choose another with -r localhost:PORT"
+            )
+        try:
+            spec.storage.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise RuntimeFailure(f"cannot create the storage directory {spec.storage}: {exc.strerror}") from None
+        self._ensure_image(progress)
+        host_network = bool(spec.proxy_url) and _loopback_url(spec.proxy_url)
+        env = {
+            "REGISTRY_STORAGE_DELETE_ENABLED": "true",
+            "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY": CONTAINER_ROOT,
+            "REGISTRY_HTTP_ADDR": f"127.0.0.1:{spec.port}" if host_network else f"0.0.0.0:{CONTAINER_PORT}",
+            "REGISTRY_LOG_ACCESSLOG_DISABLED": "true",
+            "OTEL_TRACES_EXPORTER": "none",
+        }
+        if spec.proxy_url:
+            env["REGISTRY_PROXY_REMOTEURL"] = spec.proxy_url
+            if spec.proxy_username:
+                env["REGISTRY_PROXY_USERNAME"] = spec.proxy_username
+                env["REGISTRY_PROXY_PASSWORD"] = spec.proxy_password
+        labels = {LABEL_REGISTRY: spec.registry, LABEL_STORAGE: str(spec.storage), LABEL_UPSTREAM: spec.proxy_url}
+        kwargs: dict[str, Any] = {
+            "name": spec.name,
+            "detach": True,
+            "environment": env,
+            "labels": labels,
+            "volumes": {str(spec.storage): {"bind": CONTAINER_ROOT, "mode": "rw"}},
+            "restart_policy": {"Name": "no"},
+        }
+        if host_network:
+            # A loopback upstream is only reachable from the host's network namespace.
+            kwargs["network_mode"] = "host"
+        else:
+            kwargs["ports"] = {f"{CONTAINER_PORT}/tcp": ("127.0.0.1", spec.port)}
+        try:
+            container = self.client.containers.run(self.image, **kwargs)
+        except APIError as exc:
+            if exc.status_code == 409:
+                raise RuntimeFailure(
+                    f"a container named {spec.name!r} already exists; remove it or pass -n NAME"
+                ) from None
+            raise RuntimeFailure(f"docker could not start the registry: {_short(exc)}") from None
+
+        def alive() -> bool:
+            try:
+                container.reload()
+            except NotFound:
+                return False
+            return container.status in ("created", "running")
+
+        def logs() -> str:
+            try:
+                return " | ".join(container.logs(tail=5).decode(errors="replace").strip().splitlines())
+            except DockerException:
+                return ""
+
+        try:
+            wait_ready(spec.registry, 30, alive, logs)
+        except RuntimeFailure:
+            try:
+                container.remove(force=True)
+            except DockerException:
+                pass
+            raise
+        container.reload()
+        return self._row(container)
+
+    def stop(self, registry: str) -> InstanceRow | None:
+        from docker.errors import DockerException
+
+        container = self._container(registry)
+        if container is None:
+            return None
+        row = self._row(container)
+        try:
+            container.stop(timeout=10)
+            container.remove()
+        except DockerException as exc:
+            raise RuntimeFailure(f"docker could not stop {container.name}: {_short(exc)}") from None
+        row.status = "stopped"
+        return row
+
+    def status(self, registry: str) -> InstanceRow | None:
+        container = self._container(registry)
+        if container is None:
+            return None
+        row = self._row(container)
+        return row if row.status == "running" else None
+
+    def instances(self) -> list[InstanceRow]:
+        from docker.errors import DockerException
+
+        try:
+            found = self.client.containers.list(all=True, filters={"label": LABEL_REGISTRY})
+        except DockerException as exc:
+            raise RuntimeFailure(f"docker could not list containers: {_short(exc)}") from None
+        return [self._row(c) for c in found]
+
+    def spec_of(self, registry: str) -> RegistrySpec | None:
+        container = self._container(registry)
+        if container is None:
+            return None
+        labels = container.labels
+        env = dict(e.split("=", 1) for e in container.attrs.get("Config", {}).get("Env", []) if "=" in e)
+        return RegistrySpec(
+            registry, Path(labels[LABEL_STORAGE]), container.name, labels.get(LABEL_UPSTREAM, ""),
+            env.get("REGISTRY_PROXY_USERNAME", ""), env.get("REGISTRY_PROXY_PASSWORD", ""),
+        )
+
+    def garbage_collect(self, registry: str, *, dry_run: bool) -> str:
+        """Run `garbage-collect` in a one-off container on the stopped registry's storage."""
+        from docker.errors import DockerException
+
+        spec = self.spec_of(registry)
+        container = self._container(registry)
+        if spec is None or container is None:
+            raise RuntimeFailure(f"no docker registry for {registry}")
+        image = container.attrs.get("Config", {}).get("Image") or self.image
+        config_path = self._config_path(image)
+        command = ["garbage-collect", config_path] + (["--dry-run"] if dry_run else [])
+        env = {
+            "REGISTRY_STORAGE_DELETE_ENABLED": "true",
+            "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY": CONTAINER_ROOT,
+            "OTEL_TRACES_EXPORTER": "none",
+        }
+        try:
+            out = self.client.containers.run(
+                image, command, remove=True, environment=env, network_mode="none",
+                volumes={str(spec.storage): {"bind": CONTAINER_ROOT, "mode": "rw"}}, stdout=True, stderr=True,
+            )
+        except DockerException as exc:
+            raise RuntimeFailure(f"garbage-collect failed: {_short(exc)}") from None
+        return out.decode(errors="replace") if isinstance(out, bytes) else str(out)
+
+    def pause(self, registry: str) -> None:
+        """Stop (not remove) the container; `resume` starts it again with the same settings."""
+        container = self._container(registry)
+        if container is not None and container.status == "running":
+            container.stop(timeout=10)
+
+    def resume(self, registry: str) -> InstanceRow:
+        container = self._container(registry)
+        if container is None:
+            raise RuntimeFailure(f"the container for {registry} disappeared during maintenance")
+        container.start()
+        spec = self.spec_of(registry)
+        assert spec is not None
+
+        def alive() -> bool:
+            container.reload()
+            return container.status in ("created", "running")
+
+        wait_ready(registry, 30, alive, lambda: container.logs(tail=5).decode(errors="replace"))
+        container.reload()
+        return self._row(container)
+
+    def _config_path(self, image: str) -> str:
+        """The config file the image's default command serves (2.x and 3.x differ)."""
+        try:
+            cmd = self.client.images.get(image).attrs.get("Config", {}).get("Cmd") or []
+        except Exception:  # noqa: BLE001 - fall back to the 2.x location
+            cmd = []
+        for arg in reversed(cmd):
+            if arg.endswith((".yml", ".yaml")):
+                return str(arg)
+        return "/etc/docker/registry/config.yml"
+
+    def _container(self, registry: str) -> Any:
+        from docker.errors import DockerException
+
+        try:
+            found = self.client.containers.list(all=True, filters={"label": f"{LABEL_REGISTRY}={registry}"})
+        except DockerException as exc:
+            raise RuntimeFailure(f"docker could not list containers: {_short(exc)}") from None
+        return found[0] if found else None
+
+    def _ensure_image(self, progress: Callable[[str], None] | None) -> None:
+        from docker.errors import DockerException, ImageNotFound
+
+        try:
+            self.client.images.get(self.image)
+            return
+        except ImageNotFound:
+            pass
+        repository, _, tag = self.image.rpartition(":") if ":" in self.image.split("/")[-1] else (self.image, "", "")
+        try:
+            for event in self.client.api.pull(repository, tag=tag or "latest", stream=True, decode=True):
+                if progress is not None and isinstance(event, dict):
+                    progress(" ".join(str(event.get(k, "")) for k in ("id", "status", "progress")).strip())
+            self.client.images.get(self.image)
+        except DockerException as exc:
+            raise RuntimeFailure(
+                f"could not pull {self.image} ({_short(exc)}); pass --image with an image you have, "
+                "or use --runtime process"
+            ) from None
+
+    def _holder(self, port: int) -> str:
+        try:
+            for container in self.client.containers.list():
+                for bindings in (container.ports or {}).values():
+                    for binding in bindings or []:
+                        if str(binding.get("HostPort")) == str(port):
+                            return f"container {container.name}"
+        except Exception:  # noqa: BLE001 - only a hint for the message
+            return ""
+        return ""
+
+    def _row(self, container: Any) -> InstanceRow:
+        labels = container.labels or {}
+        storage = labels.get(LABEL_STORAGE, "")
+        image = container.attrs.get("Config", {}).get("Image", "")
+        upstream = labels.get(LABEL_UPSTREAM, "")
+        return InstanceRow(
+            registry=labels.get(LABEL_REGISTRY, ""),
+            runtime=self.name,
+            name=container.name,
+            status="running" if container.status == "running" else container.status,
+            storage=storage,
+            size=dir_size(Path(storage)) if storage else 0,
+            image=image,
+            version=(container.image.labels or {}).get("org.opencontainers.image.version", "")
+            if container.image is not None else "",
+            mode="proxy" if upstream else "registry",
+            upstream=upstream,
+        )
+
+
+def _loopback_url(url: str) -> bool:
+    from urllib.parse import urlsplit
+
+    netloc = urlsplit(url).netloc
+    return bool(netloc) and is_loopback(netloc)
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return text[:300]

@@ -1,0 +1,297 @@
+"""The registry binary run as a detached background process, with a pid file and a log."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from ..errors import RuntimeFailure
+from ..models import InstanceRow
+from .base import RegistrySpec, dir_size, port_free, port_holder, port_of, registry_config, state_dir, wait_ready
+
+__all__ = ["ProcessRuntime", "find_binary"]
+
+_BINARY_NAMES = ("registry", "docker-registry")
+_children: dict[int, subprocess.Popen[bytes]] = {}  # started by this process: reaped on stop
+
+
+def find_binary(explicit: str | None = None) -> str | None:
+    """`--binary`, else $JINDR_REGISTRY_BINARY, else `registry` or Debian's `docker-registry` on PATH."""
+    candidate = explicit or os.environ.get("JINDR_REGISTRY_BINARY")
+    if candidate:
+        found = shutil.which(candidate)
+        return found or None
+    for name in _BINARY_NAMES:
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+def binary_version(binary: str) -> str:
+    """`2.8.2` / `3.0.0` from `registry --version` ("" when it cannot tell)."""
+    try:
+        out = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    for word in out.split():
+        word = word.removeprefix("v")
+        if word[:1].isdigit() and "." in word:
+            return word.split("+")[0]
+    return ""
+
+
+class ProcessRuntime:
+    """Runs `registry serve CONFIG` on 127.0.0.1 only; it outlives the kernel or CLI that started it."""
+
+    name = "process"
+
+    def __init__(self, binary: str | None = None, state: Path | None = None) -> None:
+        self.binary = binary
+        self._state = state
+
+    @property
+    def state(self) -> Path:
+        base = (self._state or state_dir()) / "process"
+        base.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return base
+
+    def _dir(self, registry: str) -> Path:
+        return self.state / str(port_of(registry))
+
+    def start(self, spec: RegistrySpec, *, progress: Callable[[str], None] | None = None) -> InstanceRow:
+        running = self.status(spec.registry)
+        if running is not None and running.status == "running":
+            return running
+        binary = find_binary(self.binary)
+        if binary is None:
+            wanted = self.binary or os.environ.get("JINDR_REGISTRY_BINARY")
+            raise RuntimeFailure(
+                f"registry binary {wanted!r} not found" if wanted else
+                "no registry binary found: install it (Debian/Ubuntu: apt-get install docker-registry), "
+                "pass --binary PATH, or use --runtime docker"
+            )
+        if not port_free(spec.port):
+            holder = port_holder(spec.port)
+            raise RuntimeFailure(
+                f"port {spec.port} is already in use{' by ' + holder if holder else ''}; "
+                f"choose another with -r localhost:PORT"
+            )
+        _make_storage(spec.storage)
+        workdir = self._dir(spec.registry)
+        workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        config = workdir / "config.yml"
+        config.write_text(registry_config(spec, f"127.0.0.1:{spec.port}", str(spec.storage)))
+        config.chmod(0o600)
+        log_path = workdir / "registry.log"
+        env = {**os.environ, "OTEL_TRACES_EXPORTER": "none"}
+        for key in [k for k in env if k.startswith("REGISTRY_")]:
+            del env[key]  # our config is the whole truth: no stray REGISTRY_* overrides
+        with open(log_path, "ab") as log:
+            proc = subprocess.Popen(
+                [binary, "serve", str(config)],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                env=env,
+                start_new_session=True,  # not killed with the kernel's process group
+                close_fds=True,
+            )
+        _children[proc.pid] = proc
+        try:
+            wait_ready(spec.registry, 15, lambda: proc.poll() is None, lambda: _tail(log_path))
+        except RuntimeFailure:
+            _terminate(proc.pid, proc)
+            raise
+        state = {
+            "registry": spec.registry,
+            "pid": proc.pid,
+            "start_ticks": _start_ticks(proc.pid),
+            "binary": binary,
+            "version": binary_version(binary),
+            "storage": str(spec.storage),
+            "name": spec.name,
+            "proxy_url": spec.proxy_url,
+            "proxy_username": spec.proxy_username,
+            "config": str(config),
+            "log": str(log_path),
+        }
+        _write_json(workdir / "state.json", state)
+        row = self._row(state)
+        assert row is not None
+        return row
+
+    def stop(self, registry: str) -> InstanceRow | None:
+        state = self._load(registry)
+        if state is None:
+            return None
+        row = self._row(state)
+        if row is not None and row.status != "stopped":
+            _terminate(state["pid"], _children.get(state["pid"]))
+            row.status = "stopped"
+        (self._dir(registry) / "state.json").unlink(missing_ok=True)
+        return row
+
+    def pause(self, registry: str) -> None:
+        state = self._load(registry)
+        if state is not None and _alive(state["pid"]) and _start_ticks(state["pid"]) == state.get("start_ticks"):
+            _terminate(state["pid"], _children.get(state["pid"]))
+
+    def resume(self, registry: str) -> InstanceRow:
+        spec = self.spec_of(registry)
+        if spec is None:
+            raise RuntimeFailure(f"nothing to resume at {registry}")
+        binary = self._load(registry)["binary"]  # type: ignore[index]
+        return ProcessRuntime(binary, self._state).start(spec)
+
+    def status(self, registry: str) -> InstanceRow | None:
+        state = self._load(registry)
+        if state is None:
+            return None
+        row = self._row(state)
+        if row is None or row.status == "stopped":
+            return None
+        return row
+
+    def instances(self) -> list[InstanceRow]:
+        rows = []
+        for path in sorted(self.state.glob("*/state.json")):
+            state = _read_json(path)
+            row = self._row(state) if state else None
+            if row is not None and row.status != "stopped":
+                rows.append(row)
+        return rows
+
+    def spec_of(self, registry: str) -> RegistrySpec | None:
+        state = self._load(registry)
+        if state is None:
+            return None
+        return RegistrySpec(
+            state["registry"], Path(state["storage"]), state.get("name", ""), state.get("proxy_url", ""),
+            state.get("proxy_username", ""), _proxy_password(Path(state["config"])),
+        )
+
+    def garbage_collect(self, registry: str, *, dry_run: bool) -> str:
+        """Run `registry garbage-collect` on the (stopped) registry's storage; return its output."""
+        state = self._load(registry)
+        if state is None:
+            raise RuntimeFailure(f"no process registry for {registry}")
+        args = [state["binary"], "garbage-collect", state["config"]]
+        if dry_run:
+            args.append("--dry-run")
+        try:
+            done = subprocess.run(args, capture_output=True, text=True, timeout=3600,
+                                  env={**os.environ, "OTEL_TRACES_EXPORTER": "none"})
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise RuntimeFailure(f"garbage-collect failed to run: {exc}") from None
+        if done.returncode != 0:
+            raise RuntimeFailure(f"garbage-collect failed: {(done.stderr or done.stdout).strip()[-500:]}")
+        return done.stdout + done.stderr
+
+    def _load(self, registry: str) -> dict | None:
+        return _read_json(self._dir(registry) / "state.json")
+
+    def _row(self, state: dict) -> InstanceRow | None:
+        pid = int(state.get("pid", 0))
+        alive = pid > 0 and _alive(pid) and _start_ticks(pid) == state.get("start_ticks")
+        return InstanceRow(
+            registry=state["registry"],
+            runtime=self.name,
+            name=str(pid),
+            status="running" if alive else "stopped",
+            storage=state["storage"],
+            size=dir_size(Path(state["storage"])),
+            image=state["binary"],
+            version=state.get("version", ""),
+            mode="proxy" if state.get("proxy_url") else "registry",
+            upstream=state.get("proxy_url", ""),
+        )
+
+
+def _make_storage(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise RuntimeFailure(f"cannot create the storage directory {path}: {exc.strerror}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise RuntimeFailure(f"the storage directory {path} is not writable; choose another with -d DIR")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return False
+        return True
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"  # a zombie is gone
+
+
+def _start_ticks(pid: int) -> int | None:
+    """Process start time (clock ticks since boot): tells our registry from a reused pid."""
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _terminate(pid: int, proc: subprocess.Popen[bytes] | None, timeout: float = 10) -> None:
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    delay = 0.002
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            _children.pop(pid, None)
+            return
+        if proc is None and not _alive(pid):
+            return
+        time.sleep(delay)
+        delay = min(delay * 2, 0.05)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    if proc is not None:
+        proc.wait(5)
+        _children.pop(pid, None)
+
+
+def _tail(path: Path, lines: int = 5) -> str:
+    try:
+        text = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return " | ".join(text[-lines:])
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) and "registry" in data and "pid" in data else None
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1))
+    tmp.chmod(0o600)
+    os.replace(tmp, path)
+
+
+def _proxy_password(config: Path) -> str:
+    try:
+        return str(json.loads(config.read_text()).get("proxy", {}).get("password", ""))
+    except (OSError, ValueError, AttributeError):
+        return ""
