@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import __version__
-from .errors import CommandLineError
+from .errors import CommandLineError, RuntimeFailure
 from .refs import DEFAULT_REGISTRY, Ref, parse_ref, parse_registry
 
 if TYPE_CHECKING:
@@ -63,10 +63,20 @@ class Session:
             self._clients[name] = RegistryClient(name, insecure=name in default_insecure())
         return self._clients[name]
 
-    def fetcher(self, registry: str | None = None) -> Fetcher:
+    def fetcher(self, registry: str | None = None, *, local: bool = True) -> Fetcher:
+        """Reads through the registry's storage when jindr runs it here (`local`), else its API."""
         from .ops.fetch import Fetcher
 
-        return Fetcher(self.client(registry), self.cache)
+        client = self.client(registry)
+        if local:
+            from .runtime import local_storage
+
+            storage = local_storage(client.registry)
+            if storage is not None:
+                from .client.storage import StorageReader
+
+                return Fetcher(StorageReader(storage, client), self.cache)  # type: ignore[arg-type]
+        return Fetcher(client, self.cache)
 
     def ref(self, text: str, *, default_tag: str | None = "latest") -> Ref:
         """Parse a reference typed by the user, relative to the session's registry."""
@@ -95,8 +105,18 @@ class Command:
 # ---- handlers ------------------------------------------------------------------------------
 
 
+def _no_local(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--no-local",
+        dest="local",
+        action="store_false",
+        help="always ask the registry's API, even for a registry jindr runs here (whose storage it reads)",
+    )
+
+
 def _args_ls(p: argparse.ArgumentParser) -> None:
     p.add_argument("pattern", nargs="*", help="only repositories matching these shell-style patterns")
+    _no_local(p)
 
 
 def _ls(session: Session, args: argparse.Namespace) -> Result:
@@ -105,7 +125,7 @@ def _ls(session: Session, args: argparse.Namespace) -> Result:
     from .models import RepoRow
     from .ops.listing import list_repositories
 
-    rows = list_repositories(session.fetcher())
+    rows = list_repositories(session.fetcher(local=args.local))
     if args.pattern:
         rows = [r for r in rows if any(fnmatchcase(r.repository, pat) for pat in args.pattern)]
     return Result(RepoRow, rows)
@@ -115,6 +135,7 @@ def _args_lsi(p: argparse.ArgumentParser) -> None:
     p.add_argument("repos", nargs="*", metavar="REPO[:TAG]", help="repositories (or single images); default: all")
     p.add_argument("-l", "--long", action="store_true", help="add size (all platforms) and created (newest platform)")
     p.add_argument("-j", "--jobs", type=_positive_int, default=8, help="concurrent requests (default 8)")
+    _no_local(p)
 
 
 def _lsi(session: Session, args: argparse.Namespace) -> Result:
@@ -126,12 +147,14 @@ def _lsi(session: Session, args: argparse.Namespace) -> Result:
     rows: list[Any] = []
     for registry in _registries(session, refs):
         selection = [r for r in refs if r.registry == registry]
-        rows.extend(list_images(session.fetcher(registry), selection, long=args.long, jobs=args.jobs))
+        fetcher = session.fetcher(registry, local=args.local)
+        rows.extend(list_images(fetcher, selection, long=args.long, jobs=args.jobs))
     return Result(row_type, rows)
 
 
 def _args_inspect(p: argparse.ArgumentParser) -> None:
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image references (repo[:tag], repo@digest)")
+    _no_local(p)
 
 
 def _inspect(session: Session, args: argparse.Namespace) -> Result:
@@ -141,8 +164,116 @@ def _inspect(session: Session, args: argparse.Namespace) -> Result:
     refs = [session.ref(text) for text in args.images]
     rows: list[Any] = []
     for registry in _registries(session, refs):
-        rows.extend(inspect_images(session.fetcher(registry), [r for r in refs if r.registry == registry]))
+        selection = [r for r in refs if r.registry == registry]
+        rows.extend(inspect_images(session.fetcher(registry, local=args.local), selection))
     return Result(PlatformRow, rows)
+
+
+def _args_start(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-d", "--dir", help="storage directory (default ~/.jindr; created if missing)")
+    p.add_argument("-n", "--name", default="", help="container name (default jindr-PORT)")
+    p.add_argument("--runtime", choices=("auto", "docker", "process"), default="auto",
+                   help="how to run it: docker (Docker or Podman's API), process (the registry binary), "
+                        "auto (docker when an engine answers, else process)")
+    p.add_argument("--image", help="registry image for docker (default $JINDR_REGISTRY_IMAGE or registry:3)")
+    p.add_argument("--binary", help="registry binary for process (default $JINDR_REGISTRY_BINARY, registry, "
+                                    "docker-registry)")
+    p.add_argument("--proxy", metavar="URL", default="", help="run as a pull-through cache of this registry")
+    p.add_argument("--proxy-username", default="", help="user name for the upstream registry")
+    p.add_argument("--proxy-password-env", metavar="VAR", default="",
+                   help="environment variable holding the upstream password (never on the command line)")
+
+
+def _start(session: Session, args: argparse.Namespace) -> Result:
+    from .models import InstanceRow
+    from .runtime import RegistrySpec, find_managed, select
+
+    password = ""
+    if args.proxy_password_env:
+        if args.proxy_password_env not in os.environ:
+            raise CommandLineError(f"environment variable {args.proxy_password_env} is not set")
+        password = os.environ[args.proxy_password_env]
+    spec = RegistrySpec.make(session.registry, args.dir, args.name, args.proxy, args.proxy_username, password)
+    found = find_managed(spec.registry)
+    if found is not None and found[1].status == "running":
+        return Result(InstanceRow, [found[1]], f"a registry is already running at {spec.registry}; nothing changed")
+    row = select(args.runtime, image=args.image, binary=args.binary).start(spec)
+    return Result(InstanceRow, [row])
+
+
+def _args_stop(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-G", "--no-gc", action="store_true", help="stop without garbage-collecting first")
+
+
+def _stop(session: Session, args: argparse.Namespace) -> Result:
+    from .models import InstanceRow
+    from .ops.gc import collect
+    from .runtime import find_managed
+
+    found = find_managed(session.registry)
+    if found is None:
+        return Result(InstanceRow, [], f"no registry that jindr runs at {session.registry}; nothing to stop")
+    runtime, _ = found
+    message = ""
+    if not args.no_gc:
+        try:
+            gc = collect(runtime, session.registry, bring_back=False)
+            message = f"garbage collection reclaimed {gc.reclaimed} bytes ({gc.blobs_deleted} blobs)"
+        except RuntimeFailure as exc:
+            message = f"{exc}; stopped without collecting (run `gc` after the next `start`)"
+    row = runtime.stop(session.registry)
+    return Result(InstanceRow, [row] if row else [], message)
+
+
+def _restart(session: Session, args: argparse.Namespace) -> Result:
+    from .models import InstanceRow
+    from .runtime import find_managed
+
+    found = find_managed(session.registry)
+    if found is None:
+        raise RuntimeFailure(f"no registry that jindr runs at {session.registry}; start one with `start`")
+    runtime, _ = found
+    runtime.pause(session.registry)
+    return Result(InstanceRow, [runtime.resume(session.registry)])
+
+
+def _status(session: Session, args: argparse.Namespace) -> Result:
+    from .models import InstanceRow
+    from .runtime import find_managed
+
+    found = find_managed(session.registry)
+    if found is not None and found[1].status == "running":
+        return Result(InstanceRow, [found[1]], ok=True)
+    row = found[1] if found is not None else InstanceRow(session.registry, "", "", "not running", "", 0, "", "", "", "")
+    return Result(InstanceRow, [row], ok=False)
+
+
+def _info(session: Session, args: argparse.Namespace) -> Result:
+    from .models import InstanceRow
+    from .runtime import managed_instances
+
+    return Result(InstanceRow, managed_instances())
+
+
+def _args_gc(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dry-run", action="store_true", help="show what would be removed; change nothing")
+
+
+def _gc(session: Session, args: argparse.Namespace) -> Result:
+    from .models import GcRow
+    from .ops.gc import collect
+    from .runtime import find_managed
+
+    found = find_managed(session.registry)
+    if found is None:
+        raise RuntimeFailure(
+            f"jindr can only garbage-collect a registry it runs; none at {session.registry} (`info` lists them)"
+        )
+    return Result(GcRow, [collect(found[0], session.registry, dry_run=args.dry_run)])
+
+
+def _no_arguments(p: argparse.ArgumentParser) -> None:
+    pass
 
 
 def _registries(session: Session, refs: list[Ref]) -> list[str]:
@@ -162,6 +293,15 @@ def _positive_int(text: str) -> int:
 
 
 COMMANDS: tuple[Command, ...] = (
+    Command("start", ("up",), "Start a registry (docker, Podman or the registry binary).", _args_start, _start),
+    Command("stop", ("down",), "Garbage-collect (unless -G), then stop the registry.", _args_stop, _stop),
+    Command("restart", (), "Restart the registry exactly as it was.", _no_arguments, _restart),
+    Command("stat", ("status",), "Status of the registry (CLI exit status 0 if running, 1 otherwise).",
+            _no_arguments, _status),
+    Command("info", ("ps",), "List the registries jindr runs on this machine, whichever runtime.", _no_arguments,
+            _info),
+    Command("gc", (), "Garbage-collect the registry safely (paused while it runs) and report what went.",
+            _args_gc, _gc),
     Command("ls", ("repos",), "List repositories in the registry.", _args_ls, _ls),
     Command("lsi", ("images",), "List images (one row per tag) in the specified repos.", _args_lsi, _lsi),
     Command("ins", ("inspect",), "Inspect specified images: the index, then one row per platform.", _args_inspect, _inspect),

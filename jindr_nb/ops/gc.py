@@ -11,6 +11,7 @@ flag to sweep the blobs nothing references any more. Same code for 2.x and 3.x.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from dataclasses import dataclass, field
 
@@ -20,6 +21,9 @@ from ..models import GcRow
 from ..runtime.base import Runtime, dir_size
 
 __all__ = ["GcPlan", "collect", "plan"]
+
+# The registry's last line: "30 blobs marked, 3 blobs and 0 manifests eligible for deletion".
+_SUMMARY = re.compile(r"(\d+) blobs and \d+ manifests eligible for deletion")
 
 
 @dataclass
@@ -106,13 +110,15 @@ def collect(runtime: Runtime, registry: str, *, dry_run: bool = False, bring_bac
     try:
         doomed = plan(layout)
         remove_manifests(layout, doomed)
-        output = runtime.garbage_collect(registry, dry_run=False)
+        # An empty storage has nothing to sweep (and the registry's gc fails on a missing tree).
+        output = runtime.garbage_collect(registry, dry_run=False) if layout.repositories_dir.is_dir() else ""
     finally:
         if bring_back:
             # Also clears the registry's in-memory blob cache, which would otherwise claim that
             # swept blobs still exist and make a re-push skip them (distribution#1803).
             runtime.resume(registry)
-    blobs = sum(1 for line in output.splitlines() if "eligible for deletion" in line and "blob" in line)
+    counted = _SUMMARY.search(output)
+    blobs = int(counted.group(1)) if counted else 0
     after = dir_size(spec.storage)
     return GcRow(registry, False, doomed.manifest_count, blobs, before, after, max(0, before - after))
 
