@@ -20,6 +20,7 @@ def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
     """No test reads or writes the user's cache, docker config or registry setting."""
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("JINDR_CACHE_DIR", str(home / "cache"))
+    monkeypatch.setenv("JINDR_STATE_DIR", str(home / "state"))
     monkeypatch.setenv("DOCKER_CONFIG", str(home / ".docker"))
     monkeypatch.delenv("JINDR_REGISTRY", raising=False)
     monkeypatch.delenv("JINDR_DOCKER_CONFIG", raising=False)
@@ -76,3 +77,37 @@ def populated(shared_registry: LocalRegistry) -> dict:
             "arm": f.single("armv7", ["edge"], oci=True, platform=("linux", "arm", "v7")),
         }
     return {"registry": shared_registry, "images": images}
+
+
+def _need(what: str, message: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(f"{what} is missing in CI: {message}")
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def docker_engine(tmp_path_factory: pytest.TempPathFactory):
+    """The real Docker Engine (dockerd started here when none answers) with the offline registry image."""
+    from engines import build_registry_image, ensure_dockerd
+
+    client = ensure_dockerd(tmp_path_factory.mktemp("dockerd"))
+    if client is None:
+        _need("Docker", "no Docker engine answers and dockerd could not be started (apt-get install docker.io)")
+    image = build_registry_image(client, _need_binary())
+    return client, image
+
+
+@pytest.fixture(scope="session")
+def podman_engine(tmp_path_factory: pytest.TempPathFactory):
+    """Podman's Docker-compatible API on a private socket, with the offline registry image."""
+    from engines import build_registry_image, ensure_podman
+
+    found = ensure_podman(tmp_path_factory.mktemp("podman"))
+    if found is None:
+        _need("Podman", "podman is not installed or its API service did not start (apt-get install podman runc)")
+    client, host, proc = found
+    image = build_registry_image(client, _need_binary())
+    yield client, image, host
+    client.close()
+    proc.terminate()
+    proc.wait(10)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import docker
 
-TEST_IMAGE = "jindr-test/registry:2.8.2"
+TEST_IMAGE = "localhost/jindr-test/registry:2.8.2"  # fully qualified: Docker and Podman agree on it
 
 IMAGE_CONFIG = b"""version: 0.1
 log:
@@ -38,9 +38,13 @@ http:
 def _engine(base_url: str | None = None) -> docker.DockerClient | None:
     try:
         client = docker.DockerClient(base_url=base_url, timeout=60) if base_url else docker.from_env(timeout=60)
+    except Exception:  # noqa: BLE001 - any failure means "not answering"
+        return None
+    try:
         client.ping()
         return client
-    except Exception:  # noqa: BLE001 - any failure means "not answering"
+    except Exception:  # noqa: BLE001
+        client.close()
         return None
 
 
@@ -49,8 +53,8 @@ def ensure_dockerd(log_dir: Path) -> docker.DockerClient | None:
     client = _engine()
     if client is not None or os.geteuid() != 0 or not shutil.which("dockerd"):
         return client
-    log = open(log_dir / "dockerd.log", "ab")  # noqa: SIM115 - handed to the daemon
-    subprocess.Popen(["dockerd"], stdout=log, stderr=log, start_new_session=True)
+    with open(log_dir / "dockerd.log", "ab") as log:
+        subprocess.Popen(["dockerd"], stdout=log, stderr=log, start_new_session=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         client = _engine()
@@ -64,13 +68,22 @@ def ensure_podman(workdir: Path) -> tuple[docker.DockerClient, str, subprocess.P
     """Podman's Docker-compatible API on a private socket, with runc (crun fails on setrlimit here)."""
     if not shutil.which("podman"):
         return None
+    import resource
+
+    # Podman asks for RLIMIT_NOFILE/NPROC above this sandbox's hard limits and the container fails
+    # to start ("error setting rlimit"): ask for what the machine allows instead.
+    nofile = min(resource.getrlimit(resource.RLIMIT_NOFILE)[1], 16384)
+    nproc = min(resource.getrlimit(resource.RLIMIT_NPROC)[1], 4096)
     conf = workdir / "containers.conf"
-    conf.write_text('[engine]\nruntime = "runc"\n')
+    conf.write_text(
+        f'[containers]\ndefault_ulimits = ["nofile={nofile}:{nofile}", "nproc={nproc}:{nproc}"]\n'
+        '[engine]\nruntime = "runc"\n'
+    )
     sock = workdir / "podman.sock"
     env = {**os.environ, "CONTAINERS_CONF": str(conf)}
-    log = open(workdir / "podman.log", "ab")  # noqa: SIM115 - handed to the service
-    proc = subprocess.Popen(["podman", "system", "service", "--time=0", f"unix://{sock}"], env=env,
-                            stdout=log, stderr=log, start_new_session=True)
+    with open(workdir / "podman.log", "ab") as log:
+        proc = subprocess.Popen(["podman", "system", "service", "--time=0", f"unix://{sock}"], env=env,
+                                stdout=log, stderr=log, start_new_session=True)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         client = _engine(f"unix://{sock}") if sock.exists() else None
@@ -133,5 +146,10 @@ def build_registry_image(client: docker.DockerClient, binary: str, tag: str = TE
         changes=['ENTRYPOINT ["/bin/registry"]', 'CMD ["serve", "/etc/docker/registry/config.yml"]',
                  "EXPOSE 5000", 'VOLUME ["/var/lib/registry"]', "LABEL org.opencontainers.image.version=2.8.2"],
     )
-    client.images.get(tag)
+    try:
+        client.images.get(tag)
+    except docker.errors.ImageNotFound:
+        # Podman's compatible API names an import `:latest` whatever tag was asked for.
+        client.images.get(f"{repository}:latest").tag(repository, version)
+        client.images.get(tag)
     return tag

@@ -30,23 +30,17 @@ CONTAINER_PORT = 5000
 
 def engine_answers(timeout: float = 2.0) -> bool:
     """True when a Docker-compatible engine answers at $DOCKER_HOST (or the default socket)."""
-    host = os.environ.get("DOCKER_HOST", "")
-    if not host and not os.path.exists("/var/run/docker.sock"):
+    if _socket_missing():
         return False  # nothing to ask, and importing the docker SDK costs ~0.25 s
-    if host.startswith("unix://") and not os.path.exists(host[len("unix://") :]):
-        return False
     try:
-        import docker
-        from docker.errors import DockerException
-
-        client = docker.from_env(timeout=timeout)
-        try:
-            return bool(client.ping())
-        finally:
-            client.close()
-    except (DockerException, OSError, ImportError):
+        client = _shared_client()
+        return bool(client.ping())
+    except RuntimeFailure:
         return False
-    except Exception:  # noqa: BLE001 - requests' own errors when the socket is absent
+    except Exception:  # noqa: BLE001 - the engine went away since the client was made
+        stale = _CLIENTS.pop(os.environ.get("DOCKER_HOST", ""), None)
+        if stale is not None:
+            stale.close()
         return False
 
 
@@ -62,17 +56,7 @@ class DockerRuntime:
     @property
     def client(self) -> Any:
         if self._client is None:
-            import docker
-            from docker.errors import DockerException
-
-            try:
-                self._client = docker.from_env(timeout=30)
-                self._client.ping()
-            except DockerException as exc:
-                raise RuntimeFailure(
-                    f"no Docker engine answers ({_short(exc)}); start Docker, set DOCKER_HOST "
-                    "(Podman: unix:///run/podman/podman.sock), or use --runtime process"
-                ) from None
+            self._client = _shared_client()
         return self._client
 
     def start(self, spec: RegistrySpec, *, progress: Callable[[str], None] | None = None) -> InstanceRow:
@@ -317,6 +301,48 @@ class DockerRuntime:
             mode="proxy" if upstream else "registry",
             upstream=upstream,
         )
+
+
+_CLIENTS: dict[str, Any] = {}
+
+
+def _shared_client() -> Any:
+    """One docker SDK client per engine address for the life of the process (kernel or CLI)."""
+    import docker
+    from docker.errors import DockerException
+
+    key = os.environ.get("DOCKER_HOST", "")
+    client = _CLIENTS.get(key)
+    if client is not None:
+        return client
+    if _socket_missing():
+        # Checked first: the SDK leaks its socket when the engine is absent at construction.
+        raise RuntimeFailure(_no_engine(FileNotFoundError(f"no socket at {key or '/var/run/docker.sock'}")))
+    try:
+        client = docker.from_env(timeout=30)
+    except DockerException as exc:
+        raise RuntimeFailure(_no_engine(exc)) from None
+    try:
+        client.ping()
+    except Exception as exc:  # noqa: BLE001 - DockerException or requests' connection errors
+        client.close()
+        raise RuntimeFailure(_no_engine(exc)) from None
+    _CLIENTS[key] = client
+    return client
+
+
+def _socket_missing() -> bool:
+    host = os.environ.get("DOCKER_HOST", "")
+    if not host:
+        return not os.path.exists("/var/run/docker.sock")
+    return host.startswith("unix://") and not os.path.exists(host[len("unix://") :])
+
+
+def _no_engine(exc: BaseException) -> str:
+    return (
+        f"no Docker engine answers ({_short(exc)}); start Docker, set DOCKER_HOST "
+        "(Podman: unix:///run/podman/podman.sock), or use --runtime process"
+    )
 
 
 def _record(registry: str, container: str | None) -> None:
