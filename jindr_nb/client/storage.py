@@ -33,12 +33,13 @@ class StorageLayout:
         self.blobs_dir = self.v2 / "blobs"
 
     def repositories(self) -> list[str]:
-        """Repository names, as the registry's catalog lists them (those with a `_manifests` directory)."""
+        """Repository names, as the registry's catalog lists them: any directory holding a `_...` one
+        (`_manifests`, `_layers` or `_uploads`: a repository with only an upload is listed too)."""
         names: list[str] = []
         if not self.repositories_dir.is_dir():
             return names
         for dirpath, dirnames, _ in os.walk(self.repositories_dir):
-            if "_manifests" in dirnames:
+            if any(d.startswith("_") for d in dirnames):
                 names.append(os.path.relpath(dirpath, self.repositories_dir).replace(os.sep, "/"))
             dirnames[:] = [d for d in dirnames if not d.startswith("_")]
         return sorted(names)

@@ -18,7 +18,6 @@ from .base import RegistrySpec, dir_size, port_free, port_holder, port_of, regis
 __all__ = ["ProcessRuntime", "find_binary"]
 
 _BINARY_NAMES = ("registry", "docker-registry")
-_children: dict[int, subprocess.Popen[bytes]] = {}  # started by this process: reaped on stop
 
 
 def find_binary(explicit: str | None = None) -> str | None:
@@ -93,26 +92,16 @@ class ProcessRuntime:
         env = {**os.environ, "OTEL_TRACES_EXPORTER": "none"}
         for key in [k for k in env if k.startswith("REGISTRY_")]:
             del env[key]  # our config is the whole truth: no stray REGISTRY_* overrides
-        with open(log_path, "ab") as log:
-            proc = subprocess.Popen(
-                [binary, "serve", str(config)],
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=log,
-                env=env,
-                start_new_session=True,  # not killed with the kernel's process group
-                close_fds=True,
-            )
-        _children[proc.pid] = proc
+        pid = _spawn([binary, "serve", str(config)], env, log_path)
         try:
-            wait_ready(spec.registry, 15, lambda: proc.poll() is None, lambda: _tail(log_path))
+            wait_ready(spec.registry, 15, lambda: _alive(pid), lambda: _tail(log_path))
         except RuntimeFailure:
-            _terminate(proc.pid, proc)
+            _terminate(pid)
             raise
         state = {
             "registry": spec.registry,
-            "pid": proc.pid,
-            "start_ticks": _start_ticks(proc.pid),
+            "pid": pid,
+            "start_ticks": _start_ticks(pid),
             "binary": binary,
             "version": binary_version(binary),
             "storage": str(spec.storage),
@@ -133,7 +122,7 @@ class ProcessRuntime:
             return None
         row = self._row(state)
         if row is not None and row.status != "stopped":
-            _terminate(state["pid"], _children.get(state["pid"]))
+            _terminate(state["pid"])
             row.status = "stopped"
         (self._dir(registry) / "state.json").unlink(missing_ok=True)
         return row
@@ -141,7 +130,7 @@ class ProcessRuntime:
     def pause(self, registry: str) -> None:
         state = self._load(registry)
         if state is not None and _alive(state["pid"]) and _start_ticks(state["pid"]) == state.get("start_ticks"):
-            _terminate(state["pid"], _children.get(state["pid"]))
+            _terminate(state["pid"])
 
     def resume(self, registry: str) -> InstanceRow:
         spec = self.spec_of(registry)
@@ -223,7 +212,30 @@ def _make_storage(path: Path) -> None:
         raise RuntimeFailure(f"the storage directory {path} is not writable; choose another with -d DIR")
 
 
+def _spawn(argv: list[str], env: dict[str, str], log_path: Path) -> int:
+    """Start a detached process (own session, stdin /dev/null, output appended to the log); its pid.
+
+    posix_spawn rather than Popen: the registry is meant to outlive this process, and a Popen
+    object left behind would warn at exit that its child is still running.
+    """
+    actions = [
+        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+        (os.POSIX_SPAWN_OPEN, 1, str(log_path), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600),
+        (os.POSIX_SPAWN_DUP2, 1, 2),
+    ]
+    try:
+        return os.posix_spawn(argv[0], argv, env, file_actions=actions, setsid=True)
+    except OSError as exc:
+        raise RuntimeFailure(f"could not run {argv[0]}: {exc.strerror}") from None
+
+
 def _alive(pid: int) -> bool:
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)  # reap it if it is our child and has exited
+        if done == pid:
+            return False
+    except ChildProcessError:
+        pass  # not our child (started by another kernel or CLI): ask /proc
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
@@ -243,7 +255,8 @@ def _start_ticks(pid: int) -> int | None:
         return None
 
 
-def _terminate(pid: int, proc: subprocess.Popen[bytes] | None, timeout: float = 10) -> None:
+def _terminate(pid: int, timeout: float = 10) -> None:
+    """SIGTERM, wait up to `timeout`, then SIGKILL."""
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
@@ -251,20 +264,16 @@ def _terminate(pid: int, proc: subprocess.Popen[bytes] | None, timeout: float = 
     deadline = time.monotonic() + timeout
     delay = 0.002
     while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            _children.pop(pid, None)
-            return
-        if proc is None and not _alive(pid):
+        if not _alive(pid):
             return
         time.sleep(delay)
         delay = min(delay * 2, 0.05)
     try:
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
-        pass
-    if proc is not None:
-        proc.wait(5)
-        _children.pop(pid, None)
+        return
+    while _alive(pid) and time.monotonic() < deadline + 5:
+        time.sleep(0.01)
 
 
 def _tail(path: Path, lines: int = 5) -> str:
