@@ -28,12 +28,12 @@ $(VENV)/.installed: pyproject.toml
 
 venv: $(VENV)/.installed
 
-test: deps venv
+test: deps venv lint
 	$(PY) -m pytest -q
 
 lint: venv
-	$(VENV)/bin/ruff check jindr_nb tests
-	$(VENV)/bin/ruff format --check jindr_nb tests
+	$(VENV)/bin/ruff check jindr_nb tests tools
+	$(VENV)/bin/ruff format --check jindr_nb tests tools
 
 bench:
 	$(MAKE) deps EXTRA_APT="$(BENCH_PACKAGES)"

@@ -20,7 +20,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     session: Session | None = None
     try:
         args = parser.parse_args(argv)
-        session = Session()
+        session = Session(confirm=_ask if sys.stdin.isatty() and sys.stdout.isatty() else None)
         result = run(session, args)
     except HelpShown:
         return 0
@@ -47,6 +47,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if result.message:
         print(result.message, file=sys.stderr if result.rows else sys.stdout)
     return 0 if result.ok else 1
+
+
+def _ask(question: str) -> bool:
+    try:
+        return input(f"jindr: {question} [y/N] ").strip().lower() in ("y", "yes")
+    except EOFError:
+        return False
 
 
 if __name__ == "__main__":

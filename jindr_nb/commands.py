@@ -7,6 +7,7 @@ nothing itself: it gets an argparse namespace and a `Session`, calls `ops`, and 
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -41,10 +42,18 @@ class HelpShown(Exception):
 class Session:
     """Long-lived state of a face: the default registry, pooled clients, and the content cache."""
 
-    def __init__(self, registry: str | None = None, *, cache: ContentCache | None = None) -> None:
+    def __init__(
+        self,
+        registry: str | None = None,
+        *,
+        cache: ContentCache | None = None,
+        confirm: Callable[[str], bool] | None = None,
+    ) -> None:
         self.registry = parse_registry(registry or os.environ.get("JINDR_REGISTRY") or DEFAULT_REGISTRY)
         self._cache = cache
         self._clients: dict[str, RegistryClient] = {}
+        #: Asked before a destructive command acts (the CLI on a terminal); None acts without asking.
+        self.confirm = confirm
 
     @property
     def cache(self) -> ContentCache:
@@ -81,6 +90,12 @@ class Session:
     def ref(self, text: str, *, default_tag: str | None = "latest") -> Ref:
         """Parse a reference typed by the user, relative to the session's registry."""
         return parse_ref(text, self.registry, default_tag=default_tag)
+
+    def with_registry(self, registry: str) -> Session:
+        """A view of this session on another default registry, sharing its clients and cache."""
+        view = copy.copy(self)
+        view.registry = parse_registry(registry)
+        return view
 
     def close(self) -> None:
         for client in self._clients.values():
@@ -172,16 +187,25 @@ def _inspect(session: Session, args: argparse.Namespace) -> Result:
 def _args_start(p: argparse.ArgumentParser) -> None:
     p.add_argument("-d", "--dir", help="storage directory (default ~/.jindr; created if missing)")
     p.add_argument("-n", "--name", default="", help="container name (default jindr-PORT)")
-    p.add_argument("--runtime", choices=("auto", "docker", "process"), default="auto",
-                   help="how to run it: docker (Docker or Podman's API), process (the registry binary), "
-                        "auto (docker when an engine answers, else process)")
+    p.add_argument(
+        "--runtime",
+        choices=("auto", "docker", "process"),
+        default="auto",
+        help="how to run it: docker (Docker or Podman's API), process (the registry binary), "
+        "auto (docker when an engine answers, else process)",
+    )
     p.add_argument("--image", help="registry image for docker (default $JINDR_REGISTRY_IMAGE or registry:3)")
-    p.add_argument("--binary", help="registry binary for process (default $JINDR_REGISTRY_BINARY, registry, "
-                                    "docker-registry)")
+    p.add_argument(
+        "--binary", help="registry binary for process (default $JINDR_REGISTRY_BINARY, registry, docker-registry)"
+    )
     p.add_argument("--proxy", metavar="URL", default="", help="run as a pull-through cache of this registry")
     p.add_argument("--proxy-username", default="", help="user name for the upstream registry")
-    p.add_argument("--proxy-password-env", metavar="VAR", default="",
-                   help="environment variable holding the upstream password (never on the command line)")
+    p.add_argument(
+        "--proxy-password-env",
+        metavar="VAR",
+        default="",
+        help="environment variable holding the upstream password (never on the command line)",
+    )
 
 
 def _start(session: Session, args: argparse.Namespace) -> Result:
@@ -276,6 +300,81 @@ def _no_arguments(p: argparse.ArgumentParser) -> None:
     pass
 
 
+def _args_rmi(p: argparse.ArgumentParser) -> None:
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="repo:tag (that tag only) or repo@digest (the manifest)")
+    p.add_argument("--dry-run", action="store_true", help="show the plan; delete nothing")
+    p.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation (CLI on a terminal)")
+
+
+def _confirmed(session: Session, args: argparse.Namespace, question: str) -> bool:
+    return args.yes or session.confirm is None or session.confirm(question)
+
+
+def _rmi(session: Session, args: argparse.Namespace) -> Result:
+    from .models import ActionRow
+    from .ops.delete import delete_images, plan_images
+
+    refs = [session.ref(text) for text in args.images]
+    rows: list[Any] = []
+    plans = []
+    for registry in _registries(session, refs):  # plan everything before touching anything
+        client = session.client(registry)
+        plans.append((client, plan_images(client, [r for r in refs if r.registry == registry])))
+    if args.dry_run:
+        return Result(ActionRow, [row for _, plan in plans for row in plan.rows("would delete")])
+    names = [f"{r}:{t}" for _, p in plans for r, t, _ in p.tag_deletes]
+    names += [f"{r}@{d[:19]}… (tags: {', '.join(ts) or 'none'})" for _, p in plans for r, d, ts in p.digest_deletes]
+    if not _confirmed(session, args, f"delete {', '.join(names)}?"):
+        return Result(ActionRow, [row for _, plan in plans for row in plan.rows("would delete")], "nothing deleted")
+    for client, plan in plans:
+        rows.extend(delete_images(client, plan, tag_delete_api=_deletes_tags(client.registry)))
+    return Result(ActionRow, rows)
+
+
+def _deletes_tags(registry: str) -> bool:
+    """Registry 3 deletes a single tag through the API; only trusted for registries jindr runs."""
+    from .runtime import find_managed
+
+    found = find_managed(registry)
+    return found is not None and found[1].version.split(".")[0].isdigit() and int(found[1].version.split(".")[0]) >= 3
+
+
+def _args_rmr(p: argparse.ArgumentParser) -> None:
+    p.add_argument("repos", nargs="+", metavar="REPO", help="repositories to delete whole")
+    p.add_argument("--dry-run", action="store_true", help="show the plan; delete nothing")
+    p.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation (CLI on a terminal)")
+
+
+def _rmr(session: Session, args: argparse.Namespace) -> Result:
+    from .models import ActionRow
+    from .ops.delete import SPACE_NOTE, delete_repositories, plan_repositories
+    from .ops.gc import collect
+    from .refs import parse_repository
+    from .runtime import find_managed
+
+    repos = list(dict.fromkeys(parse_repository(r) for r in args.repos))
+    client = session.client()
+    plans = plan_repositories(client, repos)  # every repository must exist before anything goes
+    if args.dry_run:
+        return Result(ActionRow, [row for p in plans for row in p.rows("would delete", "")])
+    if not _confirmed(session, args, f"delete the repositories {', '.join(repos)} and every image in them?"):
+        return Result(ActionRow, [row for p in plans for row in p.rows("would delete", "")], "nothing deleted")
+    found = find_managed(session.registry)
+    if found is not None and found[1].status == "running":
+        gc = collect(found[0], session.registry, remove_repositories=repos)
+        note = "repository removed from storage"
+        message = f"{len(repos)} repositories removed; garbage collection reclaimed {gc.reclaimed} bytes"
+    else:
+        delete_repositories(client, plans)
+        note = f"manifest deleted; {SPACE_NOTE} of the registry"
+        message = (
+            "the repository names stay in the catalog until the registry's operator removes them "
+            "(the registry API cannot delete a repository)"
+        )
+    rows = [row for p in plans for row in p.rows("deleted", note)]
+    return Result(ActionRow, rows, message)
+
+
 def _registries(session: Session, refs: list[Ref]) -> list[str]:
     if not refs:
         return [session.registry]
@@ -296,15 +395,32 @@ COMMANDS: tuple[Command, ...] = (
     Command("start", ("up",), "Start a registry (docker, Podman or the registry binary).", _args_start, _start),
     Command("stop", ("down",), "Garbage-collect (unless -G), then stop the registry.", _args_stop, _stop),
     Command("restart", (), "Restart the registry exactly as it was.", _no_arguments, _restart),
-    Command("stat", ("status",), "Status of the registry (CLI exit status 0 if running, 1 otherwise).",
-            _no_arguments, _status),
-    Command("info", ("ps",), "List the registries jindr runs on this machine, whichever runtime.", _no_arguments,
-            _info),
-    Command("gc", (), "Garbage-collect the registry safely (paused while it runs) and report what went.",
-            _args_gc, _gc),
+    Command(
+        "stat",
+        ("status",),
+        "Status of the registry (CLI exit status 0 if running, 1 otherwise).",
+        _no_arguments,
+        _status,
+    ),
+    Command(
+        "info", ("ps",), "List the registries jindr runs on this machine, whichever runtime.", _no_arguments, _info
+    ),
+    Command(
+        "gc", (), "Garbage-collect the registry safely (paused while it runs) and report what went.", _args_gc, _gc
+    ),
+    Command(
+        "rmi",
+        ("delimage",),
+        "Delete images: repo:tag removes that tag only, repo@digest the manifest.",
+        _args_rmi,
+        _rmi,
+    ),
+    Command("rmr", ("delrepo",), "Delete repositories with every image in them.", _args_rmr, _rmr),
     Command("ls", ("repos",), "List repositories in the registry.", _args_ls, _ls),
     Command("lsi", ("images",), "List images (one row per tag) in the specified repos.", _args_lsi, _lsi),
-    Command("ins", ("inspect",), "Inspect specified images: the index, then one row per platform.", _args_inspect, _inspect),
+    Command(
+        "ins", ("inspect",), "Inspect specified images: the index, then one row per platform.", _args_inspect, _inspect
+    ),
 )
 
 
@@ -358,17 +474,8 @@ def build_parser(prog: str = "jindr", *, cli: bool = True) -> argparse.ArgumentP
 def run(session: Session, args: argparse.Namespace) -> Result:
     """Run a parsed command line in `session`."""
     if args.registry:
-        session = _with_registry(session, args.registry)
+        session = session.with_registry(args.registry)
     return args._handler(session, args)  # type: ignore[no-any-return]
-
-
-def _with_registry(session: Session, registry: str) -> Session:
-    # A view of the session on another registry: shares its clients and cache.
-    view = Session.__new__(Session)
-    view.registry = parse_registry(registry)
-    view._cache = session.cache
-    view._clients = session._clients
-    return view
 
 
 def reference_markdown() -> str:

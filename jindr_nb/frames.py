@@ -17,9 +17,26 @@ if TYPE_CHECKING:
 
 __all__ = ["columns", "to_frame", "to_records", "to_text", "to_json"]
 
-_INT_COLUMNS = frozenset({"size", "layers", "blobs_copied", "blobs_skipped", "blobs_mounted", "bytes_copied", "tags",
-                          "manifests", "blobs", "unique_size", "shared_size", "size_before", "size_after",
-                          "manifests_deleted", "blobs_deleted", "reclaimed"})
+_INT_COLUMNS = frozenset(
+    {
+        "size",
+        "layers",
+        "blobs_copied",
+        "blobs_skipped",
+        "blobs_mounted",
+        "bytes_copied",
+        "tags",
+        "manifests",
+        "blobs",
+        "unique_size",
+        "shared_size",
+        "size_before",
+        "size_after",
+        "manifests_deleted",
+        "blobs_deleted",
+        "reclaimed",
+    }
+)
 _TIME_COLUMNS = frozenset({"created"})
 
 

@@ -263,3 +263,15 @@ class GcRow:
     size_before: int
     size_after: int
     reclaimed: int
+
+
+@dataclass(slots=True)
+class ActionRow:
+    """`rmi` / `rmr`: one tag or digest and what happened to it."""
+
+    registry: str
+    repository: str
+    tag: str
+    digest: str
+    action: str  # deleted, kept, would delete, not found
+    note: str

@@ -70,8 +70,12 @@ class TokenServer:
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "jindr-test-token")])
         now = dt.datetime.now(dt.UTC)
         self.cert = (
-            x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(self.key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(days=1))
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(self.key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(days=1))
             .not_valid_after(now + dt.timedelta(days=1))
             .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
             .sign(self.key, hashes.SHA256())
@@ -119,15 +123,25 @@ class TokenServer:
         der = self.cert.public_bytes(serialization.Encoding.DER)
         header = {"typ": "JWT", "alg": "RS256", "x5c": [base64.b64encode(der).decode()]}
         now = int(dt.datetime.now(dt.UTC).timestamp())
-        claims = {"iss": self.issuer, "sub": subject, "aud": self.service, "exp": now + 300, "nbf": now - 10,
-                  "iat": now, "jti": _b64url(os.urandom(12)), "access": access}
+        claims = {
+            "iss": self.issuer,
+            "sub": subject,
+            "aud": self.service,
+            "exp": now + 300,
+            "nbf": now - 10,
+            "iat": now,
+            "jti": _b64url(os.urandom(12)),
+            "access": access,
+        }
         signing = _b64url(json.dumps(header).encode()) + "." + _b64url(json.dumps(claims).encode())
         signature = self.key.sign(signing.encode(), padding.PKCS1v15(), hashes.SHA256())
         return signing + "." + _b64url(signature)
 
     def registry_config(self) -> str:
-        return (f"auth:\n  token:\n    realm: {self.realm}\n    service: {self.service}\n"
-                f"    issuer: {self.issuer}\n    rootcertbundle: {self.cert_path}\n")
+        return (
+            f"auth:\n  token:\n    realm: {self.realm}\n    service: {self.service}\n"
+            f"    issuer: {self.issuer}\n    rootcertbundle: {self.cert_path}\n"
+        )
 
     def close(self) -> None:
         self.httpd.shutdown()

@@ -82,8 +82,13 @@ def ensure_podman(workdir: Path) -> tuple[docker.DockerClient, str, subprocess.P
     sock = workdir / "podman.sock"
     env = {**os.environ, "CONTAINERS_CONF": str(conf)}
     with open(workdir / "podman.log", "ab") as log:
-        proc = subprocess.Popen(["podman", "system", "service", "--time=0", f"unix://{sock}"], env=env,
-                                stdout=log, stderr=log, start_new_session=True)
+        proc = subprocess.Popen(
+            ["podman", "system", "service", "--time=0", f"unix://{sock}"],
+            env=env,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         client = _engine(f"unix://{sock}") if sock.exists() else None
@@ -118,15 +123,28 @@ def registry_rootfs(binary: str) -> bytes:
             libs.append(path)
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w") as tar:
-        for directory in ("bin", "etc", "etc/docker", "etc/docker/registry", "var", "var/lib", "var/lib/registry",
-                          "tmp", "lib", "lib64", "lib/x86_64-linux-gnu"):
+        for directory in (
+            "bin",
+            "etc",
+            "etc/docker",
+            "etc/docker/registry",
+            "var",
+            "var/lib",
+            "var/lib/registry",
+            "tmp",
+            "lib",
+            "lib64",
+            "lib/x86_64-linux-gnu",
+        ):
             _add_dir(tar, directory)
         _add_file(tar, binary, "bin/registry")
         for lib in libs:
             _add_file(tar, lib, lib.lstrip("/"))
-        for name, data in (("etc/docker/registry/config.yml", IMAGE_CONFIG),
-                           ("etc/hosts", b"127.0.0.1 localhost\n::1 localhost\n"),
-                           ("etc/nsswitch.conf", b"hosts: files dns\n")):
+        for name, data in (
+            ("etc/docker/registry/config.yml", IMAGE_CONFIG),
+            ("etc/hosts", b"127.0.0.1 localhost\n::1 localhost\n"),
+            ("etc/nsswitch.conf", b"hosts: files dns\n"),
+        ):
             info = tarfile.TarInfo(name)
             info.size, info.mode, info.mtime = len(data), 0o644, 0
             tar.addfile(info, io.BytesIO(data))
@@ -142,9 +160,16 @@ def build_registry_image(client: docker.DockerClient, binary: str, tag: str = TE
         pass
     repository, _, version = tag.rpartition(":")
     client.api.import_image_from_data(
-        registry_rootfs(binary), repository=repository, tag=version,
-        changes=['ENTRYPOINT ["/bin/registry"]', 'CMD ["serve", "/etc/docker/registry/config.yml"]',
-                 "EXPOSE 5000", 'VOLUME ["/var/lib/registry"]', "LABEL org.opencontainers.image.version=2.8.2"],
+        registry_rootfs(binary),
+        repository=repository,
+        tag=version,
+        changes=[
+            'ENTRYPOINT ["/bin/registry"]',
+            'CMD ["serve", "/etc/docker/registry/config.yml"]',
+            "EXPOSE 5000",
+            'VOLUME ["/var/lib/registry"]',
+            "LABEL org.opencontainers.image.version=2.8.2",
+        ],
     )
     try:
         client.images.get(tag)

@@ -187,8 +187,11 @@ class ImageFactory:
         for blob, diff_id in made:
             layer_descs.append({"mediaType": layer_type, "digest": self.blob(repository, blob), "size": len(blob)})
             diff_ids.append(diff_id)
-        created = created or f"2026-{self.rng.randint(1, 11):02d}-{self.rng.randint(1, 28):02d}T" \
+        created = (
+            created
+            or f"2026-{self.rng.randint(1, 11):02d}-{self.rng.randint(1, 28):02d}T"
             f"{self.rng.randint(0, 23):02d}:{self.rng.randint(0, 59):02d}:00.123456789Z"
+        )
         config = {
             "architecture": arch,
             "os": os_,
@@ -217,16 +220,33 @@ class ImageFactory:
         return raw, digest, size, created
 
     def attestation(self, repository: str, subject_digest: str) -> tuple[bytes, str]:
-        statement = _canon({"_type": "https://in-toto.io/Statement/v0.1", "predicateType": "https://spdx.dev/Document",
-                            "subject": [{"name": "x", "digest": {"sha256": subject_digest.split(":")[1]}}]})
-        config_raw = _canon({"architecture": "unknown", "os": "unknown", "config": {},
-                             "rootfs": {"type": "layers", "diff_ids": [_digest(statement)]}})
+        statement = _canon(
+            {
+                "_type": "https://in-toto.io/Statement/v0.1",
+                "predicateType": "https://spdx.dev/Document",
+                "subject": [{"name": "x", "digest": {"sha256": subject_digest.split(":")[1]}}],
+            }
+        )
+        config_raw = _canon(
+            {
+                "architecture": "unknown",
+                "os": "unknown",
+                "config": {},
+                "rootfs": {"type": "layers", "diff_ids": [_digest(statement)]},
+            }
+        )
         manifest = {
             "schemaVersion": 2,
             "mediaType": OCI_MANIFEST,
             "config": {"mediaType": OCI_CONFIG, "digest": self.blob(repository, config_raw), "size": len(config_raw)},
-            "layers": [{"mediaType": INTOTO, "digest": self.blob(repository, statement), "size": len(statement),
-                        "annotations": {"in-toto.io/predicate-type": "https://spdx.dev/Document"}}],
+            "layers": [
+                {
+                    "mediaType": INTOTO,
+                    "digest": self.blob(repository, statement),
+                    "size": len(statement),
+                    "annotations": {"in-toto.io/predicate-type": "https://spdx.dev/Document"},
+                }
+            ],
         }
         raw = _canon(manifest)
         return raw, self.client.put_manifest(repository, _digest(raw), raw, OCI_MANIFEST)
@@ -256,15 +276,29 @@ class ImageFactory:
             plat_json = {"architecture": plat[1], "os": plat[0]}
             if plat[2]:
                 plat_json["variant"] = plat[2]
-            entries.append({"mediaType": OCI_MANIFEST if oci else DOCKER_MANIFEST, "digest": digest,
-                            "size": len(raw), "platform": plat_json})
+            entries.append(
+                {
+                    "mediaType": OCI_MANIFEST if oci else DOCKER_MANIFEST,
+                    "digest": digest,
+                    "size": len(raw),
+                    "platform": plat_json,
+                }
+            )
             pushed.platforms["/".join(p for p in plat if p)] = digest
             if attestations:
                 araw, adigest = self.attestation(repository, digest)
-                atts.append({"mediaType": OCI_MANIFEST, "digest": adigest, "size": len(araw),
-                             "platform": {"architecture": "unknown", "os": "unknown"},
-                             "annotations": {"vnd.docker.reference.digest": digest,
-                                             "vnd.docker.reference.type": "attestation-manifest"}})
+                atts.append(
+                    {
+                        "mediaType": OCI_MANIFEST,
+                        "digest": adigest,
+                        "size": len(araw),
+                        "platform": {"architecture": "unknown", "os": "unknown"},
+                        "annotations": {
+                            "vnd.docker.reference.digest": digest,
+                            "vnd.docker.reference.type": "attestation-manifest",
+                        },
+                    }
+                )
                 pushed.attestations.append(adigest)
         index = {"schemaVersion": 2, "mediaType": pushed.media_type, "manifests": entries + atts}
         raw = _canon(index)
@@ -273,15 +307,24 @@ class ImageFactory:
         pushed.created = newest
         return pushed
 
-    def single(self, repository: str, tags: list[str] | str = "latest", *, oci: bool = False,
-               platform: tuple[str, str, str] = ("linux", "amd64", ""), layers: int = 1,
-               layer_size: int = 2048) -> Pushed:
+    def single(
+        self,
+        repository: str,
+        tags: list[str] | str = "latest",
+        *,
+        oci: bool = False,
+        platform: tuple[str, str, str] = ("linux", "amd64", ""),
+        layers: int = 1,
+        layer_size: int = 2048,
+    ) -> Pushed:
         """A single-platform image (Docker schema 2 by default)."""
         tags = [tags] if isinstance(tags, str) else tags
-        raw, digest, size, created = self.image_manifest(repository, platform, oci=oci, layers=layers,
-                                                         layer_size=layer_size)
+        raw, digest, size, created = self.image_manifest(
+            repository, platform, oci=oci, layers=layers, layer_size=layer_size
+        )
         media_type = OCI_MANIFEST if oci else DOCKER_MANIFEST
         for tag in tags:
             self.client.put_manifest(repository, tag, raw, media_type)
-        return Pushed(repository, digest, media_type, {"/".join(p for p in platform if p): digest}, [], list(tags),
-                      size, created)
+        return Pushed(
+            repository, digest, media_type, {"/".join(p for p in platform if p): digest}, [], list(tags), size, created
+        )

@@ -14,8 +14,9 @@ JINDR = [str(Path(sys.executable).parent / "jindr")]
 
 
 def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*JINDR, *args], capture_output=True, text=True, timeout=60,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [*JINDR, *args], capture_output=True, text=True, timeout=60, env={**os.environ, **(env or {})}
+    )
 
 
 def test_lsi_prints_an_aligned_table(populated: dict) -> None:
@@ -35,8 +36,12 @@ def test_lsi_prints_an_aligned_table(populated: dict) -> None:
 
 def test_json_records_and_module_entry_point(populated: dict) -> None:
     address = populated["registry"].address
-    proc = subprocess.run([sys.executable, "-m", "jindr_nb", "-r", address, "--json", "lsi", "-l", "multi/oci"],
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "jindr_nb", "-r", address, "--json", "lsi", "-l", "multi/oci"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stderr
     records = json.loads(proc.stdout)
     assert [r["tag"] for r in records] == ["latest", "v1"]
@@ -68,7 +73,9 @@ def test_errors_exit_codes_and_one_line(args: list[str], code: int, fragment: st
 
 def test_unknown_image_is_exit_1(populated: dict) -> None:
     proc = run("-r", populated["registry"].address, "inspect", "plain:nope")
-    assert proc.returncode == 1 and proc.stderr.strip().count("\n") == 0 and "manifest plain:nope not found" in proc.stderr
+    assert (
+        proc.returncode == 1 and proc.stderr.strip().count("\n") == 0 and "manifest plain:nope not found" in proc.stderr
+    )
 
 
 def test_help_and_version() -> None:

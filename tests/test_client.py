@@ -69,8 +69,10 @@ def test_docker_list_is_not_rewritten_to_a_child(client: RegistryClient, factory
     got = client.get_manifest("dl", "1")
     assert got.media_type == DOCKER_LIST and got.digest == pushed.digest
     # The trap jindr 1.5.0 falls into: asking only for schema 2 gets the amd64 child instead.
-    narrow = httpx.get(f"{client.base_url}/v2/dl/manifests/1",
-                       headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"})
+    narrow = httpx.get(
+        f"{client.base_url}/v2/dl/manifests/1",
+        headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"},
+    )
     assert narrow.headers["Docker-Content-Digest"] == pushed.platforms["linux/amd64"]
     assert "application/vnd.oci.image.index.v1+json" in ACCEPT_MANIFESTS
 
@@ -186,7 +188,9 @@ def test_basic_auth_from_docker_config(basic_registry, tmp_path: Path, monkeypat
     with RegistryClient(basic_registry.address) as anonymous:
         with pytest.raises(Unauthorized, match="docker login"):
             anonymous.catalog()
-    monkeypatch.setenv("DOCKER_CONFIG", str(docker_config(tmp_path / "dc", basic_registry.address, "alice", "s3cret-pass")))
+    monkeypatch.setenv(
+        "DOCKER_CONFIG", str(docker_config(tmp_path / "dc", basic_registry.address, "alice", "s3cret-pass"))
+    )
     with RegistryClient(basic_registry.address) as client:
         ImageFactory(client).single("private")
         assert client.catalog() == ["private"]
@@ -229,3 +233,9 @@ def test_bearer_token_challenge(tmp_path: Path) -> None:
     finally:
         reg.stop()
         tokens.close()
+
+
+def test_tags_that_look_like_digest_prefixes(client: RegistryClient, factory: ImageFactory) -> None:
+    pushed = factory.single("odd", ["sha256", "shared", "sha512x"])
+    for tag in ("sha256", "shared", "sha512x"):
+        assert client.get_manifest("odd", tag).digest == pushed.digest

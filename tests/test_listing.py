@@ -31,7 +31,12 @@ def test_lsi_one_row_per_tag_with_index_digest_and_platforms(fetcher: Fetcher, p
     images = populated["images"]
     rows = list_images(fetcher)
     assert [(r.repository, r.tag) for r in rows] == [
-        ("armv7", "edge"), ("multi/docker", "1.0"), ("multi/oci", "latest"), ("multi/oci", "v1"), ("plain", "latest")]
+        ("armv7", "edge"),
+        ("multi/docker", "1.0"),
+        ("multi/oci", "latest"),
+        ("multi/oci", "v1"),
+        ("plain", "latest"),
+    ]
     by = {(r.repository, r.tag): r for r in rows}
     oci = by["multi/oci", "v1"]
     assert oci.digest == images["oci"].digest and oci.media_type == OCI_INDEX
@@ -83,7 +88,10 @@ def test_inspect_index_then_children_with_attestations_named(fetcher: Fetcher, p
 def test_inspect_single_image_and_variant(fetcher: Fetcher) -> None:
     reg = fetcher.client.registry
     rows = inspect_images(fetcher, [parse_ref("armv7:edge", reg), parse_ref("plain", reg)])
-    assert [(r.kind, r.platform, r.variant) for r in rows] == [("image", "linux/arm/v7", "v7"), ("image", "linux/amd64", "")]
+    assert [(r.kind, r.platform, r.variant) for r in rows] == [
+        ("image", "linux/arm/v7", "v7"),
+        ("image", "linux/amd64", ""),
+    ]
 
 
 def test_cache_makes_a_repeated_long_listing_skip_digest_requests(populated: dict, tmp_path) -> None:
@@ -108,7 +116,7 @@ def test_corrupt_cache_file_is_a_miss_not_a_wrong_answer(tmp_path) -> None:
     path = tmp_path / "sha256" / digest[7:9] / digest[7:]
     path.write_bytes(b"x\nabd")
     assert ContentCache(tmp_path).get(digest) is None
-    assert ContentCache(tmp_path / "nowhere" ).get(digest) is None
+    assert ContentCache(tmp_path / "nowhere").get(digest) is None
 
 
 def test_frames_keep_columns_and_types(fetcher: Fetcher) -> None:
@@ -116,8 +124,17 @@ def test_frames_keep_columns_and_types(fetcher: Fetcher) -> None:
     assert list(empty.columns) == columns(PlatformRow) and len(empty) == 0
     rows = list_images(fetcher, long=True)
     frame = to_frame(rows, LongImageRow)
-    assert list(frame.columns) == ["registry", "repository", "tag", "digest", "image_id", "media_type", "platforms",
-                                   "size", "created"]
+    assert list(frame.columns) == [
+        "registry",
+        "repository",
+        "tag",
+        "digest",
+        "image_id",
+        "media_type",
+        "platforms",
+        "size",
+        "created",
+    ]
     assert frame["size"].dtype == "int64"
     assert isinstance(frame["created"].dtype, pd.DatetimeTZDtype)
     assert frame.loc[frame.repository == "multi/oci", "platforms"].iloc[0] == ["linux/amd64", "linux/arm64"]

@@ -40,9 +40,16 @@ def _frame(result):
     return to_frame(result.rows, result.row_type)
 
 
-@pytest.mark.parametrize("command", [["ls"], ["lsi"], ["lsi", "-l"], ["lsi", "multi/oci", "plain:old"],
-                                     ["inspect", "multi/oci:v1", "multi/docker:1.0", "deep/a/b/c:x", "plain",
-                                      "ocisingle:1"]])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["ls"],
+        ["lsi"],
+        ["lsi", "-l"],
+        ["lsi", "multi/oci", "plain:old"],
+        ["inspect", "multi/oci:v1", "multi/docker:1.0", "deep/a/b/c:x", "plain", "ocisingle:1"],
+    ],
+)
 def test_storage_and_api_agree_cell_by_cell(managed: str, command: list[str]) -> None:
     session = Session(managed)
     assert isinstance(session.fetcher().client, StorageReader)  # the local path is really taken

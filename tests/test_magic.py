@@ -21,7 +21,9 @@ def test_lsi_returns_the_dataframe(ip: InteractiveShell, populated: dict) -> Non
     assert isinstance(frame, pd.DataFrame)
     assert list(frame.columns) == ["registry", "repository", "tag", "digest", "image_id", "media_type", "platforms"]
     assert len(frame) == 5 and set(frame.registry) == {address}
-    assert frame.set_index(["repository", "tag"]).loc[("multi/oci", "v1"), "digest"] == populated["images"]["oci"].digest
+    assert (
+        frame.set_index(["repository", "tag"]).loc[("multi/oci", "v1"), "digest"] == populated["images"]["oci"].digest
+    )
 
 
 def test_assignment_and_aliases(ip: InteractiveShell, populated: dict) -> None:
@@ -85,8 +87,9 @@ def test_usage_error_shows_usage_line(ip: InteractiveShell) -> None:
     assert str(info.value).startswith("usage: %jindr")
 
 
-def test_unknown_tag_in_a_cell_shows_one_line_and_kernel_lives(ip: InteractiveShell, populated: dict,
-                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_unknown_tag_in_a_cell_shows_one_line_and_kernel_lives(
+    ip: InteractiveShell, populated: dict, capsys: pytest.CaptureFixture[str]
+) -> None:
     address = populated["registry"].address
     result = ip.run_cell(f"%jindr -r {address} inspect plain:nope")
     assert not result.success

@@ -98,8 +98,13 @@ def test_value_object_copies() -> None:
 
 @pytest.mark.parametrize(
     ("registry", "scheme"),
-    [("localhost:5001", "http"), ("127.0.0.5:80", "http"), ("[::1]:5000", "http"), ("example.com", "https"),
-     ("10.0.0.1:5000", "https")],
+    [
+        ("localhost:5001", "http"),
+        ("127.0.0.5:80", "http"),
+        ("[::1]:5000", "http"),
+        ("example.com", "https"),
+        ("10.0.0.1:5000", "https"),
+    ],
 )
 def test_scheme_is_http_only_for_loopback(registry: str, scheme: str) -> None:
     assert scheme_for(parse_registry(registry)) == scheme

@@ -173,8 +173,9 @@ def test_started_by_cli_found_by_magic_and_back(tmp_path: Path) -> None:
 
     address = f"localhost:{free_port()}"
     cli = [str(Path(sys.executable).parent / "jindr"), "-r", address]
-    started = subprocess.run([*cli, "start", "--runtime", "process", "-d", str(tmp_path / "s")],
-                             capture_output=True, text=True, timeout=60)
+    started = subprocess.run(
+        [*cli, "start", "--runtime", "process", "-d", str(tmp_path / "s")], capture_output=True, text=True, timeout=60
+    )
     assert started.returncode == 0, started.stderr
     ip = InteractiveShell.instance()
     ip.run_line_magic("load_ext", "jindr_nb")
@@ -193,8 +194,17 @@ def test_pull_through_cache(registry, tmp_path: Path) -> None:
     with RegistryClient(registry.address) as upstream:
         pushed = ImageFactory(upstream, seed=5).index("team/app", "v1")
     address = f"localhost:{free_port()}"
-    row = jindr("-r", address, "start", "--runtime", "process", "-d", str(tmp_path / "cache"),
-                "--proxy", f"http://{registry.address}").rows[0]
+    row = jindr(
+        "-r",
+        address,
+        "start",
+        "--runtime",
+        "process",
+        "-d",
+        str(tmp_path / "cache"),
+        "--proxy",
+        f"http://{registry.address}",
+    ).rows[0]
     assert (row.mode, row.upstream) == ("proxy", f"http://{registry.address}")
     try:
         with RegistryClient(address) as cache:
@@ -204,6 +214,7 @@ def test_pull_through_cache(registry, tmp_path: Path) -> None:
         listed = jindr("-r", address, "lsi").rows
         assert [(r.repository, r.tag, r.digest) for r in listed] == [("team/app", "v1", pushed.digest)]
         assert {(r.mode, r.upstream) for r in jindr("info").rows if r.registry == address} == {
-            ("proxy", f"http://{registry.address}")}
+            ("proxy", f"http://{registry.address}")
+        }
     finally:
         jindr("-r", address, "stop", "-G")

@@ -23,7 +23,7 @@ HEAVY = ("pandas", "docker", "boto3", "botocore", "ipywidgets", "httpx")
     ],
 )
 def test_cheap_imports(code: str) -> None:
-    probe = code + "\nimport sys\nprint('HEAVY:' + ','.join(m for m in %r if m in sys.modules))" % (HEAVY,)
+    probe = code + f"\nimport sys\nprint('HEAVY:' + ','.join(m for m in {HEAVY!r} if m in sys.modules))"
     proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "HEAVY:"

@@ -73,8 +73,9 @@ def test_docker_manifest_multi_platform(docker_engine, ip: InteractiveShell, tmp
             f = ImageFactory(client, seed=21)
             amd = f.single("multi", "amd64", platform=("linux", "amd64", ""))
             arm = f.single("multi", "arm64", platform=("linux", "arm64", "v8"))
-        docker("manifest", "create", "--insecure", f"{address}/multi:1", f"{address}/multi:amd64",
-               f"{address}/multi:arm64")
+        docker(
+            "manifest", "create", "--insecure", f"{address}/multi:1", f"{address}/multi:amd64", f"{address}/multi:arm64"
+        )
         docker("manifest", "push", "--insecure", "--purge", f"{address}/multi:1")
         frame = ip.run_line_magic("jindr", f"-r {address} inspect multi:1")
         assert list(frame.kind) == ["index", "image", "image"]

@@ -132,7 +132,9 @@ class TokenCache:
             )
         if resp.status_code != 200:
             raise Unauthorized(
-                f"token server {realm} answered {resp.status_code} for {registry}", registry=registry, status=resp.status_code
+                f"token server {realm} answered {resp.status_code} for {registry}",
+                registry=registry,
+                status=resp.status_code,
             )
         try:
             body = resp.json()

@@ -60,9 +60,11 @@ class FastGet:
 
     def get(self, path: str, headers: Mapping[str, str], limit: int) -> tuple[dict[str, str], bytes] | None:
         """(lower-cased headers, body) of a 200 answer within `limit` bytes, else None."""
-        request = f"GET {path} HTTP/1.1\r\nHost: {self.netloc}\r\n" + "".join(
-            f"{k}: {v}\r\n" for k, v in headers.items()
-        ) + "\r\n"
+        request = (
+            f"GET {path} HTTP/1.1\r\nHost: {self.netloc}\r\n"
+            + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+            + "\r\n"
+        )
         for attempt in (0, 1):
             conn, reused = self._acquire()
             if conn is None:

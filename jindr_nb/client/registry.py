@@ -25,8 +25,8 @@ from ..errors import (
 )
 from ..models import ACCEPT_MANIFESTS, DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED, MAX_MANIFEST_BYTES, verify_digest
 from ..refs import parse_registry, scheme_for
-from .fast import FastGet
 from .auth import Challenge, Credentials, TokenCache, docker_credentials, parse_challenge
+from .fast import FastGet
 
 if TYPE_CHECKING:
     import httpx
@@ -86,8 +86,9 @@ class RegistryClient:
         self._http_options = {"timeout": timeout, "connect": connect_timeout, "pool": pool, "verify": not insecure}
         self._http_client: httpx.Client | None = None
         # An injected transport (tests, fault injection) must see every request: no fast path then.
-        self._fast = None if transport is not None else FastGet(self.scheme, self.registry, timeout=timeout,
-                                                                verify=not insecure)
+        self._fast = (
+            None if transport is not None else FastGet(self.scheme, self.registry, timeout=timeout, verify=not insecure)
+        )
         self._sent = itertools.count()
 
     def __repr__(self) -> str:
@@ -183,14 +184,15 @@ class RegistryClient:
                 "re-push it with a current docker",
                 registry=self.registry,
             )
-        if reference.startswith("sha"):
+        if ":" in reference:  # a digest (tags cannot hold ":")
             verify_digest(raw, reference, f"manifest {_what(repository, reference)}")
             digest = reference
         else:
             digest = "sha256:" + hashlib.sha256(raw).hexdigest()
             if header_digest.startswith("sha256:") and header_digest != digest:
                 raise IntegrityError(
-                    f"manifest {_what(repository, reference)}: registry says {header_digest} but the bytes are {digest}",
+                    f"manifest {_what(repository, reference)}: registry says {header_digest} "
+                    f"but the bytes are {digest}",
                     registry=self.registry,
                 )
         if not media_type:
@@ -350,7 +352,9 @@ class RegistryClient:
             )
             offset += len(chunk)
             location = self._location(resp)
-        self._send("PUT", _add_query(location, digest=digest), ok=(201,), scope=scope, content=b"", what=what, retry=False)
+        self._send(
+            "PUT", _add_query(location, digest=digest), ok=(201,), scope=scope, content=b"", what=what, retry=False
+        )
 
     # ---- plumbing ------------------------------------------------------------------------
 
@@ -407,7 +411,9 @@ class RegistryClient:
             try:
                 body = json.loads(raw)
             except ValueError:
-                raise IntegrityError(f"{self.registry} sent a listing of {what} that is not JSON", registry=self.registry) from None
+                raise IntegrityError(
+                    f"{self.registry} sent a listing of {what} that is not JSON", registry=self.registry
+                ) from None
             page = body.get(key) if isinstance(body, dict) else None
             items.extend(str(x) for x in page or [])
             url = _next_link(found.get("link", ""))
@@ -554,7 +560,9 @@ class RegistryClient:
         creds = self._creds()
         if challenge.scheme == "basic" and creds is None:
             raise Unauthorized(
-                f"{self.registry} needs credentials: run `docker login {self.registry}`", registry=self.registry, status=401
+                f"{self.registry} needs credentials: run `docker login {self.registry}`",
+                registry=self.registry,
+                status=401,
             )
         self._challenge = challenge
         if challenge.scheme == "bearer":
@@ -571,7 +579,13 @@ class RegistryClient:
     def _error(self, resp: httpx.Response, what: str) -> RegistryError:
         status = resp.status_code
         codes, detail = _oci_errors(resp)
-        kw = {"registry": self.registry, "status": status, "codes": codes, "method": resp.request.method, "url": str(resp.url)}
+        kw = {
+            "registry": self.registry,
+            "status": status,
+            "codes": codes,
+            "method": resp.request.method,
+            "url": str(resp.url),
+        }
         if status == 401:
             return Unauthorized(
                 f"{self.registry} refused the credentials for {what}; check `docker login {self.registry}`", **kw
@@ -593,7 +607,9 @@ class RegistryClient:
                 **kw,
             )
         if status in (405, 501) or "UNSUPPORTED" in codes:
-            return Unsupported(f"{self.registry} does not support {resp.request.method} for {what}{_detail(detail)}", **kw)
+            return Unsupported(
+                f"{self.registry} does not support {resp.request.method} for {what}{_detail(detail)}", **kw
+            )
         if status == 400 and ("MANIFEST_INVALID" in codes or "DIGEST_INVALID" in codes):
             return IntegrityError(f"{self.registry} rejected {what}{_detail(detail)}", **kw)
         if status >= 500:
@@ -602,7 +618,7 @@ class RegistryClient:
 
 
 def _what(repository: str, reference: str) -> str:
-    sep = "@" if reference.startswith("sha") and ":" in reference else ":"
+    sep = "@" if ":" in reference else ":"
     return f"{repository}{sep}{reference}"
 
 
@@ -628,11 +644,14 @@ def _translate(exc: httpx.HTTPError, registry: str) -> RegistryError:
 
     if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
         return RegistryUnreachable(
-            f"no registry answers at {registry} — start one with `jindr start` (`%jindr start` in a notebook) or pass -r HOST:PORT",
+            f"no registry answers at {registry} — start one with `jindr start` (`%jindr start` in a notebook) "
+            "or pass -r HOST:PORT",
             registry=registry,
         )
     if isinstance(exc, httpx.TimeoutException):
-        return RegistryUnreachable(f"{registry} stopped answering (timed out); is it overloaded or stalled?", registry=registry)
+        return RegistryUnreachable(
+            f"{registry} stopped answering (timed out); is it overloaded or stalled?", registry=registry
+        )
     if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError):
         return RegistryUnreachable(
             f"{registry} closed the connection or does not speak HTTP; check that -r points at a registry "

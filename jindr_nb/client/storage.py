@@ -71,7 +71,9 @@ class StorageLayout:
 
     def has_revision(self, repository: str, digest: str) -> bool:
         algorithm, _, hexpart = digest.partition(":")
-        return _read_link(self.repo_dir(repository) / "_manifests" / "revisions" / algorithm / hexpart / "link") == digest
+        return (
+            _read_link(self.repo_dir(repository) / "_manifests" / "revisions" / algorithm / hexpart / "link") == digest
+        )
 
     def has_layer_link(self, repository: str, digest: str) -> bool:
         algorithm, _, hexpart = digest.partition(":")

@@ -13,7 +13,9 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from ..client.storage import StorageLayout
 from ..errors import RuntimeFailure
@@ -92,10 +94,19 @@ def remove_manifests(layout: StorageLayout, gc_plan: GcPlan) -> None:
                     shutil.rmtree(tag / "index" / algorithm / hexpart, ignore_errors=True)
 
 
-def collect(runtime: Runtime, registry: str, *, dry_run: bool = False, bring_back: bool = True) -> GcRow:
+def collect(
+    runtime: Runtime,
+    registry: str,
+    *,
+    dry_run: bool = False,
+    bring_back: bool = True,
+    remove_repositories: Sequence[str] = (),
+) -> GcRow:
     """Pause the registry, collect, and (unless `bring_back=False`) resume it exactly as it was.
 
-    With `dry_run` nothing stops and nothing changes: the plan is computed from storage.
+    `remove_repositories` are deleted from storage first, while nothing can write (the registry
+    API has no call for that, distribution#2747). With `dry_run` nothing stops and nothing
+    changes: the plan is computed from storage.
     """
     spec = runtime.spec_of(registry)
     if spec is None:
@@ -108,6 +119,12 @@ def collect(runtime: Runtime, registry: str, *, dry_run: bool = False, bring_bac
         return GcRow(registry, True, would.manifest_count, len(would.blobs), before, max(0, before - freed), freed)
     runtime.pause(registry)
     try:
+        for repository in remove_repositories:
+            target = (layout.repositories_dir / repository).resolve()
+            if layout.repositories_dir.resolve() not in target.parents:
+                raise RuntimeFailure(f"refusing to remove {target}: not inside the registry's storage")
+            shutil.rmtree(target, ignore_errors=True)
+            _prune_empty_parents(target.parent, layout.repositories_dir.resolve())
         doomed = plan(layout)
         remove_manifests(layout, doomed)
         # An empty storage has nothing to sweep (and the registry's gc fails on a missing tree).
@@ -121,6 +138,16 @@ def collect(runtime: Runtime, registry: str, *, dry_run: bool = False, bring_bac
     blobs = int(counted.group(1)) if counted else 0
     after = dir_size(spec.storage)
     return GcRow(registry, False, doomed.manifest_count, blobs, before, after, max(0, before - after))
+
+
+def _prune_empty_parents(directory: Path, stop: Path) -> None:
+    # "a/b" removed: "a" goes too when nothing else lives there, or the catalog would still list it.
+    while directory != stop and stop in directory.parents:
+        try:
+            directory.rmdir()
+        except OSError:
+            return
+        directory = directory.parent
 
 
 def _manifest_doc(layout: StorageLayout, digest: str) -> dict:

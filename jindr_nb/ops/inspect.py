@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from functools import partial
 
 from ..models import Descriptor, Index, Manifest, PlatformRow
 from ..refs import Ref
@@ -22,13 +23,25 @@ def inspect_images(fetcher: Fetcher, refs: Sequence[Ref], *, jobs: int = DEFAULT
         for ref, top in zip(refs, tops, strict=True):
             tag = ref.tag or ""
             if isinstance(top, Index):
-                children = list(pool.map(lambda d: _child_row(fetcher, ref, tag, d), top.manifests))
+                children = list(pool.map(partial(_child_row, fetcher, ref, tag), top.manifests))
                 images = [r for r in children if r.kind == "image"]
                 created = max((r.created for r in images if r.created), default=None)
                 rows.append(
                     PlatformRow(
-                        ref.registry, ref.repository, tag, "index", "", "", "", "", top.digest, top.media_type,
-                        sum(r.size for r in images), sum(r.layers for r in images), created, "",
+                        ref.registry,
+                        ref.repository,
+                        tag,
+                        "index",
+                        "",
+                        "",
+                        "",
+                        "",
+                        top.digest,
+                        top.media_type,
+                        sum(r.size for r in images),
+                        sum(r.layers for r in images),
+                        created,
+                        "",
                     )
                 )
                 rows.extend(children)
@@ -42,8 +55,20 @@ def _child_row(fetcher: Fetcher, ref: Ref, tag: str, desc: Descriptor) -> Platfo
     if not isinstance(manifest, Manifest):
         # A nested index: show it as such, without descending further.
         return PlatformRow(
-            ref.registry, ref.repository, tag, "index", "", "", "", "", manifest.digest, manifest.media_type,
-            0, 0, None, "",
+            ref.registry,
+            ref.repository,
+            tag,
+            "index",
+            "",
+            "",
+            "",
+            "",
+            manifest.digest,
+            manifest.media_type,
+            0,
+            0,
+            None,
+            "",
         )
     return _image_row(fetcher, ref, tag, manifest, desc)
 

@@ -45,7 +45,11 @@ def list_images(
             wanted.extend((ref.repository, ref.reference, True) for ref in selection if ref.tag or ref.digest)
         else:
             repos = sorted(client.catalog())
-            wanted = [(repo, tag, False) for repo, tags in zip(repos, pool.map(_tags_or_none(client), repos), strict=True) for tag in tags]
+            wanted = [
+                (repo, tag, False)
+                for repo, tags in zip(repos, pool.map(_tags_or_none(client), repos), strict=True)
+                for tag in tags
+            ]
         total = len(wanted)
         done = 0
 
@@ -79,7 +83,15 @@ def image_row(fetcher: Fetcher, repository: str, reference: str, *, long: bool =
         size, created = 0, None
     else:
         platforms, size, created = _summary(fetcher, repository, manifest)
-    base = (registry, repository, tag, manifest.digest, manifest.digest.partition(":")[2][:12], manifest.media_type, platforms)
+    base = (
+        registry,
+        repository,
+        tag,
+        manifest.digest,
+        manifest.digest.partition(":")[2][:12],
+        manifest.media_type,
+        platforms,
+    )
     if long:
         return LongImageRow(*base, size=size, created=created)
     return ImageRow(*base)
@@ -123,6 +135,7 @@ def _tags_or_none(client: object) -> Callable[[str], list[str]]:
             return client.tags(repo)  # type: ignore[attr-defined,no-any-return]
         except NotFound:
             return []  # in the catalog but emptied or removed meanwhile
+
     return tags
 
 

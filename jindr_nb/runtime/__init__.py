@@ -60,8 +60,9 @@ def find_managed(registry: str) -> tuple[Runtime, InstanceRow] | None:
             row = runtime.status(registry)
             if row is None:
                 spec = runtime.spec_of(registry)
-                row = InstanceRow(registry, runtime.name, "", "stopped", str(spec.storage) if spec else "", 0, "", "",
-                                  "registry", "")
+                row = InstanceRow(
+                    registry, runtime.name, "", "stopped", str(spec.storage) if spec else "", 0, "", "", "registry", ""
+                )
             return runtime, row
     return None
 
@@ -104,4 +105,6 @@ def _readable(path: object) -> bool:
     import os
 
     repos = os.path.join(str(path), "docker", "registry", "v2")
-    return os.access(str(path), os.R_OK | os.X_OK) and (not os.path.exists(repos) or os.access(repos, os.R_OK | os.X_OK))
+    return os.access(str(path), os.R_OK | os.X_OK) and (
+        not os.path.exists(repos) or os.access(repos, os.R_OK | os.X_OK)
+    )

@@ -32,9 +32,11 @@ DEFAULT_STORAGE = "~/.jindr"
 def state_dir() -> Path:
     """Where jindr keeps pid files, logs and generated configs (`$JINDR_STATE_DIR` overrides)."""
     explicit = os.environ.get("JINDR_STATE_DIR")
-    base = Path(explicit) if explicit else Path(
-        os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
-    ) / "jindr_nb"
+    base = (
+        Path(explicit)
+        if explicit
+        else Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "jindr_nb"
+    )
     base.mkdir(parents=True, exist_ok=True, mode=0o700)
     return base
 

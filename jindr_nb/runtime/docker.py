@@ -181,8 +181,12 @@ class DockerRuntime:
         labels = container.labels
         env = dict(e.split("=", 1) for e in container.attrs.get("Config", {}).get("Env", []) if "=" in e)
         return RegistrySpec(
-            registry, Path(labels[LABEL_STORAGE]), container.name, labels.get(LABEL_UPSTREAM, ""),
-            env.get("REGISTRY_PROXY_USERNAME", ""), env.get("REGISTRY_PROXY_PASSWORD", ""),
+            registry,
+            Path(labels[LABEL_STORAGE]),
+            container.name,
+            labels.get(LABEL_UPSTREAM, ""),
+            env.get("REGISTRY_PROXY_USERNAME", ""),
+            env.get("REGISTRY_PROXY_PASSWORD", ""),
         )
 
     def garbage_collect(self, registry: str, *, dry_run: bool) -> str:
@@ -203,8 +207,14 @@ class DockerRuntime:
         }
         try:
             out = self.client.containers.run(
-                image, command, remove=True, environment=env, network_mode="none",
-                volumes={str(spec.storage): {"bind": CONTAINER_ROOT, "mode": "rw"}}, stdout=True, stderr=True,
+                image,
+                command,
+                remove=True,
+                environment=env,
+                network_mode="none",
+                volumes={str(spec.storage): {"bind": CONTAINER_ROOT, "mode": "rw"}},
+                stdout=True,
+                stderr=True,
             )
         except DockerException as exc:
             raise RuntimeFailure(f"garbage-collect failed: {_short(exc)}") from None
@@ -297,7 +307,8 @@ class DockerRuntime:
             size=dir_size(Path(storage)) if storage else 0,
             image=image,
             version=(container.image.labels or {}).get("org.opencontainers.image.version", "")
-            if container.image is not None else "",
+            if container.image is not None
+            else "",
             mode="proxy" if upstream else "registry",
             upstream=upstream,
         )

@@ -72,8 +72,9 @@ class ProcessRuntime:
         if binary is None:
             wanted = self.binary or os.environ.get("JINDR_REGISTRY_BINARY")
             raise RuntimeFailure(
-                f"registry binary {wanted!r} not found" if wanted else
-                "no registry binary found: install it (Debian/Ubuntu: apt-get install docker-registry), "
+                f"registry binary {wanted!r} not found"
+                if wanted
+                else "no registry binary found: install it (Debian/Ubuntu: apt-get install docker-registry), "
                 "pass --binary PATH, or use --runtime docker"
             )
         if not port_free(spec.port):
@@ -162,8 +163,12 @@ class ProcessRuntime:
         if state is None:
             return None
         return RegistrySpec(
-            state["registry"], Path(state["storage"]), state.get("name", ""), state.get("proxy_url", ""),
-            state.get("proxy_username", ""), _proxy_password(Path(state["config"])),
+            state["registry"],
+            Path(state["storage"]),
+            state.get("name", ""),
+            state.get("proxy_url", ""),
+            state.get("proxy_username", ""),
+            _proxy_password(Path(state["config"])),
         )
 
     def garbage_collect(self, registry: str, *, dry_run: bool) -> str:
@@ -175,8 +180,9 @@ class ProcessRuntime:
         if dry_run:
             args.append("--dry-run")
         try:
-            done = subprocess.run(args, capture_output=True, text=True, timeout=3600,
-                                  env={**os.environ, "OTEL_TRACES_EXPORTER": "none"})
+            done = subprocess.run(
+                args, capture_output=True, text=True, timeout=3600, env={**os.environ, "OTEL_TRACES_EXPORTER": "none"}
+            )
         except (OSError, subprocess.SubprocessError) as exc:
             raise RuntimeFailure(f"garbage-collect failed to run: {exc}") from None
         if done.returncode != 0:

@@ -23,16 +23,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from rig import ImageFactory, start_registry  # noqa: E402
+from jindr_run import jindr  # noqa: E402
+from rig import ImageFactory, free_port, start_registry  # noqa: E402
 
 from jindr_nb.client import RegistryClient  # noqa: E402
 
 OURS = [str(Path(sys.executable).parent / "jindr")]
 PEER_VENV = ROOT / ".bench" / "jindr-1.5.0"
 PEER = [str(PEER_VENV / "bin" / "jindr")]
-MANIFEST_ACCEPT = ("application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, "
-                   "application/vnd.docker.distribution.manifest.list.v2+json, "
-                   "application/vnd.docker.distribution.manifest.v2+json")
+MANIFEST_ACCEPT = (
+    "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, "
+    "application/vnd.docker.distribution.manifest.list.v2+json, "
+    "application/vnd.docker.distribution.manifest.v2+json"
+)
 
 
 def ensure_peer() -> None:
@@ -44,6 +47,7 @@ def ensure_peer() -> None:
 
 def populate(address: str, repos: int, tags: int, oci: bool, seed: int) -> int:
     with RegistryClient(address, pool=8) as client:
+
         def one(i: int) -> None:
             f = ImageFactory(client, seed=seed * 100_000 + i)
             for t in range(tags):
@@ -72,8 +76,9 @@ def timed_rss(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float,
         return timed(cmd, env)
     with tempfile.NamedTemporaryFile("r") as rss_file:
         start = time.perf_counter()
-        proc = subprocess.run([gtime, "-o", rss_file.name, "-f", "%M", *cmd], capture_output=True,
-                              env={**os.environ, **(env or {})})
+        proc = subprocess.run(
+            [gtime, "-o", rss_file.name, "-f", "%M", *cmd], capture_output=True, env={**os.environ, **(env or {})}
+        )
         elapsed = time.perf_counter() - start
         text = Path(rss_file.name).read_text().strip().splitlines()
         rss = int(text[-1]) if text and text[-1].isdigit() else 0
@@ -83,8 +88,19 @@ def timed_rss(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float,
 def wrk_rate(address: str, repo: str, reference: str, seconds: int = 5) -> float:
     if not shutil.which("wrk"):
         return float("nan")
-    out = subprocess.run(["wrk", "-t2", "-c16", f"-d{seconds}s", "-H", f"Accept: {MANIFEST_ACCEPT}",
-                          f"http://{address}/v2/{repo}/manifests/{reference}"], capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t2",
+            "-c16",
+            f"-d{seconds}s",
+            "-H",
+            f"Accept: {MANIFEST_ACCEPT}",
+            f"http://{address}/v2/{repo}/manifests/{reference}",
+        ],
+        capture_output=True,
+        text=True,
+    ).stdout
     match = re.search(r"Requests/sec:\s+([\d.]+)", out)
     return float(match.group(1)) if match else float("nan")
 
@@ -105,16 +121,59 @@ def in_process_rate(address: str) -> tuple[float, int, float]:
     return elapsed, requests, requests / elapsed
 
 
-def warm_kernel(address: str, runs: int) -> list[float]:
+class _Managed:
+    """A registry started by `jindr start` (its address and port, like rig's LocalRegistry)."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self.port = int(address.rsplit(":", 1)[1])
+
+
+def start_stop_times(work: Path, runs: int) -> dict[str, list[float]]:
+    """Warm-kernel `%jindr start` to a ready registry, and `stop -G`, per runtime."""
     from IPython.core.interactiveshell import InteractiveShell
 
     ip = InteractiveShell.instance()
-    ip.run_line_magic("load_ext", "jindr_nb")
-    ip.run_line_magic("jindr", f"-r {address} lsi -l")
+    if "jindr_nb" not in ip.extension_manager.loaded:
+        ip.run_line_magic("load_ext", "jindr_nb")
+    runtimes = [("process", "")]
+    try:
+        from engines import build_registry_image, ensure_dockerd
+
+        client = ensure_dockerd(work)
+        if client is not None:
+            runtimes.append(("docker", f"--image {build_registry_image(client, shutil.which('docker-registry'))}"))
+    except Exception as exc:  # noqa: BLE001 - docker is optional for the benchmark
+        print(f"docker runtime not measured: {exc}")
+    out: dict[str, list[float]] = {}
+    for name, extra in runtimes:
+        address = f"localhost:{free_port()}"
+        storage = work / f"lifecycle-{name}"
+        ip.run_line_magic("jindr", f"-r {address} start --runtime {name} -d {storage} {extra}")
+        ip.run_line_magic("jindr", f"-r {address} stop -G")
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            ip.run_line_magic("jindr", f"-r {address} start --runtime {name} -d {storage} {extra}")
+            t1 = time.perf_counter()
+            ip.run_line_magic("jindr", f"-r {address} stop -G")
+            t2 = time.perf_counter()
+            out.setdefault(f"{name} start", []).append(t1 - t0)
+            out.setdefault(f"{name} stop -G", []).append(t2 - t1)
+    return out
+
+
+def warm_kernel(address: str, runs: int, *, local: bool) -> list[float]:
+    from IPython.core.interactiveshell import InteractiveShell
+
+    ip = InteractiveShell.instance()
+    if "jindr_nb" not in ip.extension_manager.loaded:
+        ip.run_line_magic("load_ext", "jindr_nb")
+    flag = "" if local else " --no-local"
+    ip.run_line_magic("jindr", f"-r {address} lsi -l{flag}")
     times = []
     for _ in range(runs):
         start = time.perf_counter()
-        frame = ip.run_line_magic("jindr", f"-r {address} lsi -l")
+        frame = ip.run_line_magic("jindr", f"-r {address} lsi -l{flag}")
         times.append(time.perf_counter() - start)
         assert len(frame) > 0
     return times
@@ -144,7 +203,10 @@ def main() -> int:
     opts = parser.parse_args()
     ensure_peer()
     work = Path(tempfile.mkdtemp(prefix="jindr-bench-"))
-    reg_oci = start_registry(work / "oci")
+    os.environ["JINDR_STATE_DIR"] = str(work / "state")
+    oci_address = f"localhost:{free_port()}"
+    jindr("-r", oci_address, "start", "--runtime", "process", "-d", str(work / "oci"))
+    reg_oci = _Managed(oci_address)
     reg_list = start_registry(work / "list")
     try:
         t0 = time.perf_counter()
@@ -168,23 +230,33 @@ def main() -> int:
             cold = work / f"cache-cold-{run}"
             warm = work / "cache-warm"
             record("jindr 1.5.0 lsi (Docker lists)", PEER + peer_r + ["lsi"], lport)
-            record("jindr_nb lsi (Docker lists)", OURS + ["-r", f"localhost:{lport}", "lsi"], lport,
-                   {"JINDR_CACHE_DIR": str(warm)})
+            record(
+                "jindr_nb lsi (Docker lists)",
+                OURS + ["-r", f"localhost:{lport}", "lsi"],
+                lport,
+                {"JINDR_CACHE_DIR": str(warm)},
+            )
             record("jindr 1.5.0 lsi (OCI)", PEER + ["-r", f"localhost:{oport}", "lsi"], oport)
-            record("jindr_nb lsi (OCI)", OURS + ["-r", f"localhost:{oport}", "lsi"], oport,
-                   {"JINDR_CACHE_DIR": str(warm)})
-            record("jindr_nb lsi -l cold (OCI)", OURS + ["-r", f"localhost:{oport}", "lsi", "-l"], oport,
-                   {"JINDR_CACHE_DIR": str(cold)})
-            record("jindr_nb lsi -l repeated (OCI)", OURS + ["-r", f"localhost:{oport}", "lsi", "-l"], oport,
-                   {"JINDR_CACHE_DIR": str(warm)})
+            api = ["-r", f"localhost:{oport}", "lsi", "--no-local"]
+            record("jindr_nb lsi (OCI)", OURS + api, oport, {"JINDR_CACHE_DIR": str(warm)})
+            record("jindr_nb lsi -l cold (OCI)", OURS + api + ["-l"], oport, {"JINDR_CACHE_DIR": str(cold)})
+            record("jindr_nb lsi -l repeated (OCI)", OURS + api + ["-l"], oport, {"JINDR_CACHE_DIR": str(warm)})
+            record(
+                "jindr_nb lsi -l cold, local storage (OCI)",
+                OURS + ["-r", f"localhost:{oport}", "lsi", "-l"],
+                oport,
+                {"JINDR_CACHE_DIR": str(work / f"cache-local-{run}")},
+            )
             record("jindr 1.5.0 --help", PEER + ["--help"])
             record("jindr_nb --help", OURS + ["--help"])
         some_digest = RegistryClient(reg_oci.address).get_manifest("bench/app000", "v0").digest
         wrk = wrk_rate(reg_oci.address, "bench/app000", some_digest)
         rates = [in_process_rate(reg_oci.address) for _ in range(3)]
-        kernel = warm_kernel(reg_oci.address, opts.runs)
+        kernel = warm_kernel(reg_oci.address, opts.runs, local=False)
+        kernel_local = warm_kernel(reg_oci.address, opts.runs, local=True)
+        lifecycle = start_stop_times(work, opts.runs)
     finally:
-        reg_oci.stop()
+        jindr("-r", oci_address, "stop", "-G")
         reg_list.stop()
         shutil.rmtree(work, ignore_errors=True)
 
@@ -207,8 +279,18 @@ def main() -> int:
     lines += [
         "",
         f"- `jindr_nb --help` takes {help_ratio:.2f}x the time of jindr 1.5.0's.",
-        f"- Warm kernel, repeated `%jindr lsi -l` (OCI, {pushed} tags): median {med(kernel):.3f} s "
+        f"- Warm kernel, repeated `%jindr lsi -l --no-local` (API, OCI, {pushed} tags): median {med(kernel):.3f} s "
         f"(min {min(kernel):.3f}, max {max(kernel):.3f}).",
+        f"- Warm kernel, repeated `%jindr lsi -l` on the registry jindr runs (local storage): median "
+        f"{med(kernel_local):.3f} s (min {min(kernel_local):.3f}, max {max(kernel_local):.3f}).",
+        f"- `jindr lsi -l` (cold cache, local storage) takes "
+        f"{med(res['jindr_nb lsi -l cold, local storage (OCI)']) / peer_lsi:.2f}x jindr 1.5.0's `lsi` time.",
+        f"- Repeated `lsi -l` costs {med(res['jindr_nb lsi -l repeated (OCI)']) / med(res['jindr_nb lsi (OCI)']):.2f}x"
+        " a plain `lsi` over the API (digest cache).",
+        "",
+        "| warm kernel | median s | min | max |",
+        "|---|---:|---:|---:|",
+        *[f"| `%jindr {k}` | {med(v):.3f} | {min(v):.3f} | {max(v):.3f} |" for k, v in lifecycle.items()],
         f"- Cold `lsi -l` in process: {requests} HTTP requests at a median {rate:.0f} requests/s; `wrk` (C, 2 threads, "
         f"16 connections) on one manifest of the same registry: {wrk:.0f} requests/s, so jindr_nb reaches "
         f"{rate / wrk:.0%} of the registry's ceiling.",
