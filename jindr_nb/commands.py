@@ -54,6 +54,8 @@ class Session:
         self._clients: dict[str, RegistryClient] = {}
         #: Asked before a destructive command acts (the CLI on a terminal); None acts without asking.
         self.confirm = confirm
+        #: Makes a progress callback (done, total) for a named task; the faces supply bars or lines.
+        self.progress: Callable[[str], Callable[[int, int], None] | None] = lambda name: None
 
     @property
     def cache(self) -> ContentCache:
@@ -375,6 +377,37 @@ def _rmr(session: Session, args: argparse.Namespace) -> Result:
     return Result(ActionRow, rows, message)
 
 
+def _args_cp(p: argparse.ArgumentParser) -> None:
+    p.add_argument("image", metavar="IMAGE", help="the image to copy (repo[:tag] in the current registry)")
+    p.add_argument("destination", metavar="REGISTRY", help="the destination registry (host[:port])")
+    p.add_argument("tags", nargs="*", metavar="TAG", help="more tags of the same repository to copy")
+    p.add_argument("--to", metavar="NAME", help="destination repository (default: the same name)")
+    p.add_argument("-j", "--jobs", type=_positive_int, default=4, help="parallel blob transfers (default 4)")
+
+
+def _copy_rows(session: Session, args: argparse.Namespace, dst: Any, dst_repo: str) -> list[Any]:
+    from .ops.copy import copy_image
+
+    src_ref = session.ref(args.image)
+    refs = [src_ref] + [src_ref.with_tag(t) for t in args.tags if t != src_ref.tag]
+    src = session.client(src_ref.registry)
+    rows = []
+    for ref in refs:
+        target = Ref(dst.registry, dst_repo, ref.tag, None)
+        rows.append(copy_image(src, ref, dst, target, jobs=args.jobs, progress=session.progress(str(ref))))
+    return rows
+
+
+def _cp(session: Session, args: argparse.Namespace) -> Result:
+    from .models import CopyRow
+    from .refs import parse_repository
+
+    src_ref = session.ref(args.image)
+    dst = session.client(parse_registry(args.destination))
+    dst_repo = parse_repository(args.to) if args.to else src_ref.repository
+    return Result(CopyRow, _copy_rows(session, args, dst, dst_repo))
+
+
 def _registries(session: Session, refs: list[Ref]) -> list[str]:
     if not refs:
         return [session.registry]
@@ -416,6 +449,7 @@ COMMANDS: tuple[Command, ...] = (
         _rmi,
     ),
     Command("rmr", ("delrepo",), "Delete repositories with every image in them.", _args_rmr, _rmr),
+    Command("cp", ("copy",), "Copy an image from the local registry to another docker registry.", _args_cp, _cp),
     Command("ls", ("repos",), "List repositories in the registry.", _args_ls, _ls),
     Command("lsi", ("images",), "List images (one row per tag) in the specified repos.", _args_lsi, _lsi),
     Command(

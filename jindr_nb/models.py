@@ -275,3 +275,18 @@ class ActionRow:
     digest: str
     action: str  # deleted, kept, would delete, not found
     note: str
+
+
+@dataclass(slots=True)
+class CopyRow:
+    """`cp` / `cpe`: one copied tag."""
+
+    source: str
+    destination: str
+    digest: str
+    platforms: list[str]
+    blobs_copied: int
+    blobs_skipped: int
+    blobs_mounted: int
+    bytes_copied: int
+    seconds: float

@@ -87,7 +87,7 @@ def test_blob_upload_monolithic_chunked_and_mount(client: RegistryClient) -> Non
     assert client.head_blob("up/one", digest) == len(blob)
     assert client.get_blob("up/one", digest) == blob
     chunks = (blob[i : i + 70_000] for i in range(0, len(blob), 70_000))
-    client.upload_blob("up/two", chunks, digest, chunk_size=100_000)
+    client.upload_blob("up/two", chunks, digest, chunk_size=100_000, size=len(blob))
     assert client.get_blob("up/two", digest) == blob
     assert client.mount_blob("up/three", digest, "up/one") is True
     assert client.head_blob("up/three", digest) == len(blob)

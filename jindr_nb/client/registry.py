@@ -23,7 +23,14 @@ from ..errors import (
     Unauthorized,
     Unsupported,
 )
-from ..models import ACCEPT_MANIFESTS, DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED, MAX_MANIFEST_BYTES, verify_digest
+from ..models import (
+    ACCEPT_MANIFESTS,
+    DOCKER_SCHEMA1,
+    DOCKER_SCHEMA1_SIGNED,
+    MAX_MANIFEST_BYTES,
+    Descriptor,
+    verify_digest,
+)
 from ..refs import parse_registry, scheme_for
 from .auth import Challenge, Credentials, TokenCache, docker_credentials, parse_challenge
 from .fast import FastGet
@@ -243,6 +250,25 @@ class RegistryClient:
             what=_what(repository, reference),
         )
 
+    def referrers(self, repository: str, digest: str) -> list[Descriptor] | None:
+        """Manifests whose `subject` is `digest` (OCI 1.1 referrers API); None when the registry lacks it."""
+        resp = self._send(
+            "GET",
+            f"/v2/{repository}/referrers/{digest}",
+            ok=(200, 404, 400, 405),
+            scope=f"repository:{repository}:pull",
+            headers={"Accept": "application/vnd.oci.image.index.v1+json"},
+            what=f"referrers of {digest}",
+        )
+        ctype = resp.headers.get("Content-Type", "")
+        if resp.status_code != 200 or "json" not in ctype:
+            return None
+        try:
+            body = json.loads(resp.content)
+            return [Descriptor.from_json(m) for m in body.get("manifests") or []]
+        except (ValueError, AttributeError):
+            return None
+
     def head_blob(self, repository: str, digest: str) -> int | None:
         """The blob's size when `repository` has it, else None."""
         resp = self._send(
@@ -311,10 +337,12 @@ class RegistryClient:
         digest: str,
         *,
         chunk_size: int | None = None,
+        size: int | None = None,
     ) -> None:
-        """Upload a blob: monolithic (one PUT) by default, chunked (PATCHes) with `chunk_size`.
+        """Upload a blob: one PUT by default, PATCH chunks of `chunk_size` bytes when asked.
 
-        `data` may be an iterable of byte chunks (streamed, never held whole); the registry
+        `data` may be an iterable of byte pieces: it is streamed, never held whole (chunked uploads
+        of an iterable need its total `size`, so each PATCH can announce its length). The registry
         checks the digest when the upload completes.
         """
         scope = f"repository:{repository}:pull,push"
@@ -322,36 +350,45 @@ class RegistryClient:
         start = self._send("POST", f"/v2/{repository}/blobs/uploads/", ok=(202,), scope=scope, what=what)
         location = self._location(start)
         if chunk_size is None:
-            body: bytes | Iterable[bytes] = data
             self._send(
                 "PUT",
                 _add_query(location, digest=digest),
                 ok=(201,),
                 scope=scope,
-                content=body,
+                content=data,
                 headers={"Content-Type": "application/octet-stream"},
                 what=what,
                 retry=isinstance(data, bytes),
             )
             return
+        if isinstance(data, bytes | bytearray | memoryview):
+            size = len(data)
+            pieces: Iterator[bytes] = iter([bytes(data)])
+        else:
+            if size is None:
+                raise ValueError("a chunked upload of a stream needs its size")
+            pieces = iter(data)
+        reader = _Pieces(pieces)
         offset = 0
-        for chunk in _rechunk(data, chunk_size):
+        while offset < size:
+            length = min(chunk_size, size - offset)
             resp = self._send(
                 "PATCH",
                 location,
                 ok=(202,),
                 scope=scope,
-                content=chunk,
+                content=reader.take(length),
                 headers={
                     "Content-Type": "application/octet-stream",
-                    "Content-Range": f"{offset}-{offset + len(chunk) - 1}",
-                    "Content-Length": str(len(chunk)),
+                    "Content-Range": f"{offset}-{offset + length - 1}",
+                    "Content-Length": str(length),
                 },
                 what=what,
                 retry=False,
             )
-            offset += len(chunk)
+            offset += length
             location = self._location(resp)
+        reader.finish()
         self._send(
             "PUT", _add_query(location, digest=digest), ok=(201,), scope=scope, content=b"", what=what, retry=False
         )
@@ -688,20 +725,28 @@ def _add_query(url: str, **params: str) -> str:
     return url + sep + "&".join(f"{k}={v}" for k, v in params.items())
 
 
-def _rechunk(data: bytes | Iterable[bytes], size: int) -> Iterator[bytes]:
-    if isinstance(data, bytes | bytearray | memoryview):
-        view = memoryview(data)
-        for i in range(0, len(view), size):
-            yield bytes(view[i : i + size])
-        return
-    buf = bytearray()
-    for piece in data:
-        buf += piece
-        while len(buf) >= size:
-            yield bytes(buf[:size])
-            del buf[:size]
-    if buf:
-        yield bytes(buf)
+class _Pieces:
+    """Hands out exact byte counts from a stream of pieces, holding at most one piece."""
+
+    def __init__(self, pieces: Iterator[bytes]) -> None:
+        self._pieces = pieces
+        self._left = b""
+
+    def take(self, n: int) -> Iterator[bytes]:
+        while n > 0:
+            if not self._left:
+                self._left = next(self._pieces, b"")
+                if not self._left:
+                    raise IntegrityError("the blob stream ended early")
+            piece, self._left = self._left[:n], self._left[n:]
+            n -= len(piece)
+            yield piece
+
+    def finish(self) -> None:
+        # Drain the stream so a verifying generator gets to check the digest at its end.
+        for extra in self._pieces:
+            if extra:
+                raise IntegrityError("the blob stream is longer than its size")
 
 
 def default_insecure() -> frozenset[str]:
