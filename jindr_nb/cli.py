@@ -21,6 +21,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         session = Session(confirm=_ask if sys.stdin.isatty() and sys.stdout.isatty() else None)
+        if sys.stderr.isatty():
+            session.progress = _progress_line
         result = run(session, args)
     except HelpShown:
         return 0
@@ -47,6 +49,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     if result.message:
         print(result.message, file=sys.stderr if result.rows else sys.stdout)
     return 0 if result.ok else 1
+
+
+def _progress_line(name: str):  # noqa: ANN202 - a (done, total) callback
+    """A progress line on the terminal (stderr), rewritten in place; nothing when not a terminal."""
+    last = [-1.0]
+
+    def update(done: int, total: int) -> None:
+        share = done / total if total else 1.0
+        if share - last[0] < 0.01 and done < total:
+            return
+        last[0] = share
+        end = "\n" if done >= total else ""
+        sys.stderr.write(f"\r{name}: {share:6.1%} of {total / 1048576:.1f} MiB{end}")
+        sys.stderr.flush()
+
+    return update
 
 
 def _ask(question: str) -> bool:

@@ -408,6 +408,30 @@ def _cp(session: Session, args: argparse.Namespace) -> Result:
     return Result(CopyRow, _copy_rows(session, args, dst, dst_repo))
 
 
+def _args_cpe(p: argparse.ArgumentParser) -> None:
+    p.add_argument("image", metavar="IMAGE", help="the image to copy (repo[:tag] in the current registry)")
+    p.add_argument("tags", nargs="*", metavar="TAG", help="more tags of the same repository to copy")
+    p.add_argument("--region", help="AWS region (default: the profile's)")
+    p.add_argument("--keep", type=_positive_int, default=4, help="images the lifecycle policy keeps (default 4)")
+    p.add_argument("--to", metavar="NAME", help="ECR repository name (default: the same name)")
+    p.add_argument("-j", "--jobs", type=_positive_int, default=4, help="parallel blob transfers (default 4)")
+
+
+def _cpe(session: Session, args: argparse.Namespace) -> Result:
+    from .client import RegistryClient
+    from .ecr import ecr_target
+    from .models import CopyRow
+    from .refs import parse_repository
+
+    src_ref = session.ref(args.image)
+    repository = parse_repository(args.to) if args.to else src_ref.repository
+    target = ecr_target(repository, region=args.region, keep=args.keep)
+    with RegistryClient(target.registry, credentials=target.credentials) as dst:
+        rows = _copy_rows(session, args, dst, repository)
+    state = "created with the lifecycle policy" if target.created else "exists"
+    return Result(CopyRow, rows, f"ECR repository {repository} in {target.region}: {state}")
+
+
 def _registries(session: Session, refs: list[Ref]) -> list[str]:
     if not refs:
         return [session.registry]
@@ -450,6 +474,7 @@ COMMANDS: tuple[Command, ...] = (
     ),
     Command("rmr", ("delrepo",), "Delete repositories with every image in them.", _args_rmr, _rmr),
     Command("cp", ("copy",), "Copy an image from the local registry to another docker registry.", _args_cp, _cp),
+    Command("cpe", ("copy2ecr",), "Copy an image from the local registry to AWS ECR.", _args_cpe, _cpe),
     Command("ls", ("repos",), "List repositories in the registry.", _args_ls, _ls),
     Command("lsi", ("images",), "List images (one row per tag) in the specified repos.", _args_lsi, _lsi),
     Command(

@@ -18,6 +18,33 @@ from .refs import DEFAULT_REGISTRY
 __all__ = ["JindrMagics"]
 
 
+def _in_kernel(shell: Any) -> bool:
+    """True in a Jupyter kernel, where widgets render; False in terminal IPython."""
+    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
+
+
+def _progress_bar(name: str) -> Any:
+    """A progress bar (bytes) shown in the cell now and updated from worker threads."""
+    import ipywidgets as widgets
+    from IPython.display import display
+
+    bar = widgets.IntProgress(value=0, min=0, max=1, description="", layout=widgets.Layout(width="40%"))
+    label = widgets.Label(value=f"{name}: starting")
+    display(widgets.HBox([bar, label]))
+
+    def update(done: int, total: int) -> None:
+        bar.max = max(total, 1)
+        bar.value = min(done, bar.max)
+        label.value = f"{name}: {_mib(done)} of {_mib(total)}" + (" — done" if done >= total else "")
+        bar.bar_style = "success" if done >= total else ""
+
+    return update
+
+
+def _mib(n: int) -> str:
+    return f"{n / 1048576:.1f} MiB"
+
+
 @magics_class
 class JindrMagics(Magics):
     """`%jindr [-r REGISTRY] [--debug] COMMAND [ARGS]` — manage a local registry from a notebook."""
@@ -35,11 +62,11 @@ class JindrMagics(Magics):
     def session(self) -> Session:
         """The kernel-wide session: pooled clients and caches survive between cells."""
         wanted = self.registry or os.environ.get("JINDR_REGISTRY") or DEFAULT_REGISTRY
-        if self._session is None or self._session.registry != wanted:
-            old = self._session
-            self._session = Session(wanted, cache=old.cache if old is not None else None)
-            if old is not None:
-                self._session._clients = old._clients  # keep warm connections
+        if self._session is None:
+            self._session = Session(wanted)
+            self._session.progress = _progress_bar if _in_kernel(self.shell) else (lambda name: None)
+        elif self._session.registry != wanted:
+            self._session = self._session.with_registry(wanted)  # keeps warm connections and caches
         return self._session
 
     @line_magic

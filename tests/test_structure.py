@@ -37,7 +37,7 @@ ALLOWED = {
     "client": {"models", "refs", "errors", "client"},
     "ops": {"client", "models", "refs", "errors", "ops", "runtime", "ecr"},
     "runtime": {"client", "models", "refs", "errors", "runtime"},
-    "ecr": {"models", "errors"},
+    "ecr": {"models", "errors", "client", "refs"},
     "frames": {"models"},
     "commands": {"ops", "runtime", "ecr", "refs", "models", "errors", "client", "__init__"},
     "magics": {"commands", "frames", "errors", "refs"},
