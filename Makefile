@@ -39,6 +39,8 @@ bench:
 	$(MAKE) deps EXTRA_APT="$(BENCH_PACKAGES)"
 	$(MAKE) venv
 	$(PY) tests/benchmarks/run.py
+	$(PY) tests/benchmarks/copybench.py
+	$(PY) tools/readme.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache build dist

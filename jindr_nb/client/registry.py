@@ -7,6 +7,7 @@ import itertools
 import json
 import os
 import random
+import ssl
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -116,7 +117,7 @@ class RegistryClient:
                         timeout=httpx.Timeout(o["timeout"], connect=o["connect"]),
                         limits=httpx.Limits(max_connections=o["pool"], max_keepalive_connections=o["pool"]),
                         follow_redirects=False,
-                        verify=o["verify"],
+                        verify=_tls(self.scheme, bool(o["verify"])),
                         headers={"User-Agent": "jindr_nb"},
                     )
         return self._http_client
@@ -350,13 +351,16 @@ class RegistryClient:
         start = self._send("POST", f"/v2/{repository}/blobs/uploads/", ok=(202,), scope=scope, what=what)
         location = self._location(start)
         if chunk_size is None:
+            headers = {"Content-Type": "application/octet-stream"}
+            if size is not None and not isinstance(data, bytes | bytearray | memoryview):
+                headers["Content-Length"] = str(size)  # a plain body, not chunked transfer encoding
             self._send(
                 "PUT",
                 _add_query(location, digest=digest),
                 ok=(201,),
                 scope=scope,
                 content=data,
-                headers={"Content-Type": "application/octet-stream"},
+                headers=headers,
                 what=what,
                 retry=isinstance(data, bytes),
             )
@@ -652,6 +656,23 @@ class RegistryClient:
         if status >= 500:
             return RegistryError(f"{self.registry} failed ({status}) on {what}{_detail(detail)}; try again", **kw)
         return RegistryError(f"{self.registry} answered {status} for {what}{_detail(detail)}", **kw)
+
+
+_TLS_CONTEXT: ssl.SSLContext | None = None
+
+
+def _tls(scheme: str, verify: bool) -> ssl.SSLContext | bool:
+    """Certificate verification for https, built once per process (loading the CA store costs ~0.1 s).
+
+    A plain-http client (a loopback registry, or one listed as insecure) never speaks TLS, so it
+    skips the CA store altogether.
+    """
+    global _TLS_CONTEXT
+    if scheme == "http" or not verify:
+        return False
+    if _TLS_CONTEXT is None:
+        _TLS_CONTEXT = ssl.create_default_context()
+    return _TLS_CONTEXT
 
 
 def _what(repository: str, reference: str) -> str:

