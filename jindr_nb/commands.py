@@ -22,7 +22,17 @@ if TYPE_CHECKING:
     from .ops.cache import ContentCache
     from .ops.fetch import Fetcher
 
-__all__ = ["COMMANDS", "Command", "HelpShown", "Result", "Session", "build_parser", "find_command", "run"]
+__all__ = [
+    "COMMANDS",
+    "Command",
+    "HelpShown",
+    "Result",
+    "Session",
+    "build_parser",
+    "find_command",
+    "panel_for",
+    "run",
+]
 
 
 @dataclass
@@ -117,6 +127,8 @@ class Command:
     help: str
     arguments: Callable[[argparse.ArgumentParser], None]
     handler: Handler
+    #: In a notebook, the command without its positional arguments opens this widget panel.
+    panel: str = ""
 
 
 # ---- handlers ------------------------------------------------------------------------------
@@ -303,7 +315,7 @@ def _no_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _args_rmi(p: argparse.ArgumentParser) -> None:
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="repo:tag (that tag only) or repo@digest (the manifest)")
+    p.add_argument("images", nargs="*", metavar="IMAGE", help="repo:tag (that tag only) or repo@digest (the manifest)")
     p.add_argument("--dry-run", action="store_true", help="show the plan; delete nothing")
     p.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation (CLI on a terminal)")
 
@@ -316,6 +328,10 @@ def _rmi(session: Session, args: argparse.Namespace) -> Result:
     from .models import ActionRow
     from .ops.delete import delete_images, plan_images
 
+    if not args.images:
+        raise CommandLineError(
+            "rmi needs at least one IMAGE (in a notebook, `%jindr rmi` alone opens the cleanup panel)"
+        )
     refs = [session.ref(text) for text in args.images]
     rows: list[Any] = []
     plans = []
@@ -378,11 +394,29 @@ def _rmr(session: Session, args: argparse.Namespace) -> Result:
 
 
 def _args_cp(p: argparse.ArgumentParser) -> None:
-    p.add_argument("image", metavar="IMAGE", help="the image to copy (repo[:tag] in the current registry)")
-    p.add_argument("destination", metavar="REGISTRY", help="the destination registry (host[:port])")
+    p.add_argument("image", nargs="?", metavar="IMAGE", help="the image to copy (repo[:tag] in the current registry)")
+    p.add_argument("destination", nargs="?", metavar="REGISTRY", help="the destination registry (host[:port])")
     p.add_argument("tags", nargs="*", metavar="TAG", help="more tags of the same repository to copy")
     p.add_argument("--to", metavar="NAME", help="destination repository (default: the same name)")
+    p.add_argument(
+        "--tag",
+        action="append",
+        default=[],
+        metavar="TAG",
+        type=_tag,
+        help="also tag each copy as TAG at the destination (repeatable)",
+    )
     p.add_argument("-j", "--jobs", type=_positive_int, default=4, help="parallel blob transfers (default 4)")
+
+
+def _tag(text: str) -> str:
+    from .errors import InvalidReference
+    from .refs import Ref
+
+    try:
+        return Ref("localhost", "x").with_tag(text).tag or ""
+    except InvalidReference as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _copy_rows(session: Session, args: argparse.Namespace, dst: Any, dst_repo: str) -> list[Any]:
@@ -394,7 +428,9 @@ def _copy_rows(session: Session, args: argparse.Namespace, dst: Any, dst_repo: s
     rows = []
     for ref in refs:
         target = Ref(dst.registry, dst_repo, ref.tag, None)
-        rows.append(copy_image(src, ref, dst, target, jobs=args.jobs, progress=session.progress(str(ref))))
+        rows.append(
+            copy_image(src, ref, dst, target, tags=args.tag, jobs=args.jobs, progress=session.progress(str(ref)))
+        )
     return rows
 
 
@@ -402,6 +438,8 @@ def _cp(session: Session, args: argparse.Namespace) -> Result:
     from .models import CopyRow
     from .refs import parse_repository
 
+    if not args.image or not args.destination:
+        raise CommandLineError("cp needs IMAGE and REGISTRY (in a notebook, `%jindr cp` alone opens the copy panel)")
     src_ref = session.ref(args.image)
     dst = session.client(parse_registry(args.destination))
     dst_repo = parse_repository(args.to) if args.to else src_ref.repository
@@ -414,6 +452,14 @@ def _args_cpe(p: argparse.ArgumentParser) -> None:
     p.add_argument("--region", help="AWS region (default: the profile's)")
     p.add_argument("--keep", type=_positive_int, default=4, help="images the lifecycle policy keeps (default 4)")
     p.add_argument("--to", metavar="NAME", help="ECR repository name (default: the same name)")
+    p.add_argument(
+        "--tag",
+        action="append",
+        default=[],
+        metavar="TAG",
+        type=_tag,
+        help="also tag each copy as TAG in ECR (repeatable)",
+    )
     p.add_argument("-j", "--jobs", type=_positive_int, default=4, help="parallel blob transfers (default 4)")
 
 
@@ -471,9 +517,17 @@ COMMANDS: tuple[Command, ...] = (
         "Delete images: repo:tag removes that tag only, repo@digest the manifest.",
         _args_rmi,
         _rmi,
+        panel="DeletePanel",
     ),
     Command("rmr", ("delrepo",), "Delete repositories with every image in them.", _args_rmr, _rmr),
-    Command("cp", ("copy",), "Copy an image from the local registry to another docker registry.", _args_cp, _cp),
+    Command(
+        "cp",
+        ("copy",),
+        "Copy an image from the local registry to another docker registry.",
+        _args_cp,
+        _cp,
+        panel="CopyPanel",
+    ),
     Command("cpe", ("copy2ecr",), "Copy an image from the local registry to AWS ECR.", _args_cpe, _cpe),
     Command("ls", ("repos",), "List repositories in the registry.", _args_ls, _ls),
     Command("lsi", ("images",), "List images (one row per tag) in the specified repos.", _args_lsi, _lsi),
@@ -528,6 +582,15 @@ def build_parser(prog: str = "jindr", *, cli: bool = True) -> argparse.ArgumentP
         command.arguments(child)
         child.set_defaults(_handler=command.handler)
     return parser
+
+
+def panel_for(args: argparse.Namespace) -> str:
+    """The panel a notebook opens for this command line ("" when it should just run)."""
+    command = find_command(args.command)
+    if not command.panel:
+        return ""
+    given = [v for k, v in vars(args).items() if k in ("images", "image", "destination") and v]
+    return "" if given else command.panel
 
 
 def run(session: Session, args: argparse.Namespace) -> Result:

@@ -10,7 +10,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_magic, magics_class
 from traitlets import Unicode
 
-from .commands import HelpShown, Session, build_parser, run
+from .commands import HelpShown, Session, build_parser, panel_for, run
 from .errors import CommandLineError, JindrError
 from .frames import to_frame
 from .refs import DEFAULT_REGISTRY
@@ -80,6 +80,14 @@ class JindrMagics(Magics):
         debug = "--debug" in argv
         try:
             args = parser.parse_args(argv)
+            panel = panel_for(args)
+            if panel:
+                from . import widgets
+
+                registry = (
+                    self.session.with_registry(args.registry).registry if args.registry else self.session.registry
+                )
+                return getattr(widgets, panel)(registry)
             result = run(self.session, args)
         except HelpShown:
             return None

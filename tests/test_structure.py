@@ -40,13 +40,18 @@ ALLOWED = {
     "ecr": {"models", "errors", "client", "refs"},
     "frames": {"models"},
     "commands": {"ops", "runtime", "ecr", "refs", "models", "errors", "client", "__init__"},
-    "magics": {"commands", "frames", "errors", "refs"},
+    "magics": {"commands", "frames", "errors", "refs", "widgets"},
     "cli": {"commands", "frames", "errors"},
     "widgets": {"commands", "frames", "errors", "refs", "models", "widgets", "ops"},
     "__init__": {"magics"},
     "__main__": {"cli"},
 }
-THIRD_PARTY = {"IPython": {"magics"}, "ipywidgets": {"widgets"}, "pandas": {"frames", "widgets"}, "httpx": {"client"}}
+THIRD_PARTY = {
+    "IPython": {"magics", "widgets"},
+    "ipywidgets": {"widgets"},
+    "pandas": {"frames", "widgets"},
+    "httpx": {"client"},
+}
 
 
 def _layer(path: Path) -> str:

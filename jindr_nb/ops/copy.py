@@ -36,11 +36,11 @@ class CopyProgress:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, n: int) -> None:
+        # The callback runs under the lock: reports from parallel transfers arrive in order.
         with self._lock:
             self.done += n
-            done, total = self.done, self.total
-        if self.callback is not None:
-            self.callback(done, total)
+            if self.callback is not None:
+                self.callback(self.done, self.total)
 
 
 @dataclass
