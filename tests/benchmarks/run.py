@@ -162,6 +162,47 @@ def start_stop_times(work: Path, runs: int) -> dict[str, list[float]]:
     return out
 
 
+def panel_render(rows: int = 5000, runs: int = 5) -> dict[str, float]:
+    """The delete panel's table with `rows` tags once the listing is in: load, filter, next page."""
+    from datetime import UTC, datetime, timedelta
+
+    from jindr_nb.frames import to_frame
+    from jindr_nb.models import LongImageRow
+    from jindr_nb.widgets.table import ImageTable
+
+    now = datetime.now(UTC)
+    listing = [
+        LongImageRow(
+            "localhost:5001",
+            f"team{i % 50}/app{i % 400}",
+            f"v{i}",
+            "sha256:" + f"{i:064x}",
+            f"{i:012x}",
+            "application/vnd.oci.image.index.v1+json",
+            ["linux/amd64", "linux/arm64"],
+            1000 * i,
+            now - timedelta(minutes=i),
+        )
+        for i in range(rows)
+    ]
+    frame = to_frame(listing, LongImageRow)
+    out: dict[str, list[float]] = {}
+    for _ in range(runs):
+        table = ImageTable()
+        t0 = time.perf_counter()
+        table.load(frame)
+        t1 = time.perf_counter()
+        table.filter.value = "team7/*"
+        t2 = time.perf_counter()
+        table.next.click()
+        t3 = time.perf_counter()
+        table.sort.value = "size (largest first)"
+        t4 = time.perf_counter()
+        for key, value in (("load", t1 - t0), ("filter", t2 - t1), ("next page", t3 - t2), ("sort", t4 - t3)):
+            out.setdefault(key, []).append(value)
+    return {k: statistics.median(v) for k, v in out.items()}
+
+
 def warm_kernel(address: str, runs: int, *, local: bool) -> list[float]:
     from IPython.core.interactiveshell import InteractiveShell
 
@@ -255,6 +296,7 @@ def main() -> int:
         kernel = warm_kernel(reg_oci.address, opts.runs, local=False)
         kernel_local = warm_kernel(reg_oci.address, opts.runs, local=True)
         lifecycle = start_stop_times(work, opts.runs)
+        panel = panel_render()
     finally:
         jindr("-r", oci_address, "stop", "-G")
         reg_list.stop()
@@ -291,6 +333,10 @@ def main() -> int:
         "| warm kernel | median s | min | max |",
         "|---|---:|---:|---:|",
         *[f"| `%jindr {k}` | {med(v):.3f} | {min(v):.3f} | {max(v):.3f} |" for k, v in lifecycle.items()],
+        "",
+        "Delete panel, 5,000 tags, once the listing is in (medians): "
+        + ", ".join(f"{k} {v:.3f} s" for k, v in panel.items())
+        + ".",
         f"- Cold `lsi -l` in process: {requests} HTTP requests at a median {rate:.0f} requests/s; `wrk` (C, 2 threads, "
         f"16 connections) on one manifest of the same registry: {wrk:.0f} requests/s, so jindr_nb reaches "
         f"{rate / wrk:.0%} of the registry's ceiling.",
