@@ -2,12 +2,14 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := docker-registry docker.io podman runc chromium
+APT_PACKAGES := docker-registry docker.io podman runc chromium skopeo
 BENCH_PACKAGES := wrk skopeo
 
-.PHONY: help deps venv test lint bench clean readme
+.PHONY: help deps venv test lint bench clean readme demo lab samples notebooks
 
 help:
+	@echo "make demo   - start a registry, load the samples, run notebooks/quickstart.ipynb headless, stop"
+	@echo "make lab    - open the notebooks in JupyterLab"
 	@echo "make test   - install what is missing (apt, venv) and run the test suite"
 	@echo "make lint   - ruff"
 	@echo "make bench  - benchmarks against jindr 1.5.0 (printed, and the tables for the README)"
@@ -47,3 +49,18 @@ clean:
 
 readme: venv
 	$(PY) tools/readme.py
+
+# The quick start, headless: set up, run the notebook (it starts, loads, lists, deletes, collects, stops).
+demo: venv
+	@if ! command -v docker-registry >/dev/null && ! command -v registry >/dev/null && \
+	   ! (command -v docker >/dev/null && docker info >/dev/null 2>&1); then $(MAKE) deps APT_PACKAGES=docker-registry; fi
+	cd notebooks && ../$(VENV)/bin/python ../tools/run_notebook.py quickstart.ipynb
+
+lab: venv
+	cd notebooks && ../$(VENV)/bin/jupyter lab
+
+samples: venv
+	$(PY) notebooks/data/make_samples.py
+
+notebooks: venv
+	$(PY) tools/make_notebooks.py

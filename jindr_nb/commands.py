@@ -234,9 +234,22 @@ def _start(session: Session, args: argparse.Namespace) -> Result:
     spec = RegistrySpec.make(session.registry, args.dir, args.name, args.proxy, args.proxy_username, password)
     found = find_managed(spec.registry)
     if found is not None and found[1].status == "running":
-        return Result(InstanceRow, [found[1]], f"a registry is already running at {spec.registry}; nothing changed")
+        return Result(
+            InstanceRow, _sized([found[1]]), f"a registry is already running at {spec.registry}; nothing changed"
+        )
     row = select(args.runtime, image=args.image, binary=args.binary).start(spec)
-    return Result(InstanceRow, [row])
+    return Result(InstanceRow, _sized([row]))
+
+
+def _sized(rows: list[Any]) -> list[Any]:
+    """Instance rows with `size` measured (bytes on disk under each storage directory)."""
+    from pathlib import Path
+
+    from .runtime.base import dir_size
+
+    for row in rows:
+        row.size = dir_size(Path(row.storage)) if row.storage else 0
+    return rows
 
 
 def _args_stop(p: argparse.ArgumentParser) -> None:
@@ -260,7 +273,7 @@ def _stop(session: Session, args: argparse.Namespace) -> Result:
         except RuntimeFailure as exc:
             message = f"{exc}; stopped without collecting (run `gc` after the next `start`)"
     row = runtime.stop(session.registry)
-    return Result(InstanceRow, [row] if row else [], message)
+    return Result(InstanceRow, _sized([row] if row else []), message)
 
 
 def _restart(session: Session, args: argparse.Namespace) -> Result:
@@ -272,7 +285,7 @@ def _restart(session: Session, args: argparse.Namespace) -> Result:
         raise RuntimeFailure(f"no registry that jindr runs at {session.registry}; start one with `start`")
     runtime, _ = found
     runtime.pause(session.registry)
-    return Result(InstanceRow, [runtime.resume(session.registry)])
+    return Result(InstanceRow, _sized([runtime.resume(session.registry)]))
 
 
 def _status(session: Session, args: argparse.Namespace) -> Result:
@@ -281,16 +294,16 @@ def _status(session: Session, args: argparse.Namespace) -> Result:
 
     found = find_managed(session.registry)
     if found is not None and found[1].status == "running":
-        return Result(InstanceRow, [found[1]], ok=True)
+        return Result(InstanceRow, _sized([found[1]]), ok=True)
     row = found[1] if found is not None else InstanceRow(session.registry, "", "", "not running", "", 0, "", "", "", "")
-    return Result(InstanceRow, [row], ok=False)
+    return Result(InstanceRow, _sized([row]), ok=False)
 
 
 def _info(session: Session, args: argparse.Namespace) -> Result:
     from .models import InstanceRow
     from .runtime import managed_instances
 
-    return Result(InstanceRow, managed_instances())
+    return Result(InstanceRow, _sized(managed_instances()))
 
 
 def _args_gc(p: argparse.ArgumentParser) -> None:
@@ -478,6 +491,76 @@ def _cpe(session: Session, args: argparse.Namespace) -> Result:
     return Result(CopyRow, rows, f"ECR repository {repository} in {target.region}: {state}")
 
 
+def _args_load(p: argparse.ArgumentParser) -> None:
+    p.add_argument("path", metavar="PATH", help="a `docker save` tarball, or an OCI image layout (directory or tar)")
+    p.add_argument("image", nargs="?", metavar="IMAGE", help="name for the image (default: the archive's own)")
+
+
+def _load(session: Session, args: argparse.Namespace) -> Result:
+    from pathlib import Path
+
+    from .models import CopyRow
+    from .ops.layout import load
+
+    target = session.ref(args.image, default_tag=None) if args.image else None
+    client = session.client(target.registry if target else None)
+    progress = session.progress(str(args.path))
+    return Result(CopyRow, load(client, Path(args.path).expanduser(), target, progress=progress))
+
+
+def _args_save(p: argparse.ArgumentParser) -> None:
+    p.add_argument("image", metavar="IMAGE", help="the image to save (repo[:tag] or repo@digest)")
+    p.add_argument("path", metavar="PATH", help="a new directory, or a file ending in .tar")
+
+
+def _save(session: Session, args: argparse.Namespace) -> Result:
+    from pathlib import Path
+
+    from .models import CopyRow
+    from .ops.layout import save
+
+    ref = session.ref(args.image)
+    return Result(CopyRow, [save(session.client(ref.registry), ref, Path(args.path).expanduser())])
+
+
+def _args_du(p: argparse.ArgumentParser) -> None:
+    p.add_argument("repos", nargs="*", metavar="REPO", help="repositories (default: all)")
+    _no_local(p)
+
+
+def _du(session: Session, args: argparse.Namespace) -> Result:
+    from .models import DuRow
+    from .ops.du import disk_usage
+    from .ops.gc import plan
+    from .refs import parse_repository
+    from .runtime import find_managed
+    from .runtime.base import dir_size
+
+    repos = [parse_repository(r) for r in args.repos]
+    rows = disk_usage(session.fetcher(local=args.local), repos)
+    found = find_managed(session.registry)
+    spec = found[0].spec_of(session.registry) if found is not None else None
+    if spec is not None:
+        from .client.storage import StorageLayout
+
+        layout = StorageLayout(spec.storage)
+        would = plan(layout)
+        blobs = list(layout.blobs())
+        rows.append(
+            DuRow(
+                session.registry,
+                "(on disk)",
+                sum(r.tags for r in rows),
+                sum(r.manifests for r in rows),
+                len(blobs),
+                dir_size(spec.storage),
+                sum(size for _, size in would.blobs),
+                0,
+            )
+        )
+    return Result(DuRow, rows)
+
+
 def _registries(session: Session, refs: list[Ref]) -> list[str]:
     if not refs:
         return [session.registry]
@@ -529,6 +612,21 @@ COMMANDS: tuple[Command, ...] = (
         panel="CopyPanel",
     ),
     Command("cpe", ("copy2ecr",), "Copy an image from the local registry to AWS ECR.", _args_cpe, _cpe),
+    Command(
+        "load",
+        (),
+        "Push an image from a `docker save` tarball or an OCI image layout, without Docker.",
+        _args_load,
+        _load,
+    ),
+    Command(
+        "save",
+        (),
+        "Write an image as an OCI image layout (a directory, or a tar when PATH ends in .tar).",
+        _args_save,
+        _save,
+    ),
+    Command("du", (), "Where the space goes: per repository, shared layers counted honestly.", _args_du, _du),
     Command("ls", ("repos",), "List repositories in the registry.", _args_ls, _ls),
     Command("lsi", ("images",), "List images (one row per tag) in the specified repos.", _args_lsi, _lsi),
     Command(

@@ -290,3 +290,21 @@ class CopyRow:
     blobs_mounted: int
     bytes_copied: int
     seconds: float
+
+
+@dataclass(slots=True)
+class DuRow:
+    """`du`: one repository — distinct blobs it references, those only it references, and the shared rest.
+
+    For a registry jindr runs, a last row `(on disk)` holds the bytes on disk (`size`) and what `gc`
+    would reclaim now (`unique_size`).
+    """
+
+    registry: str
+    repository: str
+    tags: int
+    manifests: int
+    blobs: int
+    size: int
+    unique_size: int
+    shared_size: int

@@ -36,7 +36,8 @@ def test_samples_are_small_and_reproducible(tmp_path: Path) -> None:
 def test_load_samples_then_save_and_load_back_with_identical_digests(registry, tmp_path: Path) -> None:
     rows = jindr("-r", registry.address, "load", str(DATA / "archy")).rows
     assert [(r.destination, r.platforms) for r in rows] == [
-        (f"{registry.address}/archy:latest", ["linux/amd64", "linux/arm64"])]
+        (f"{registry.address}/archy:latest", ["linux/amd64", "linux/arm64"])
+    ]
     digest = rows[0].digest
     again = jindr("-r", registry.address, "load", str(DATA / "archy")).rows[0]
     assert again.bytes_copied == 0 and again.blobs_skipped > 0
@@ -72,8 +73,19 @@ def test_skopeo_oci_layouts_round_trip(registry, tmp_path: Path) -> None:
     with RegistryClient(registry.address) as c:
         pushed = ImageFactory(c).index("src/app", "v1")
     layout = tmp_path / "skopeo-layout"
-    subprocess.run(["skopeo", "copy", "--all", "--src-tls-verify=false", f"docker://{registry.address}/src/app:v1",
-                    f"oci:{layout}:v1"], check=True, capture_output=True, timeout=120)
+    subprocess.run(
+        [
+            "skopeo",
+            "copy",
+            "--all",
+            "--src-tls-verify=false",
+            f"docker://{registry.address}/src/app:v1",
+            f"oci:{layout}:v1",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     with pytest.raises(InvalidReference, match="only names the tag 'v1'"):
         jindr("-r", registry.address, "load", str(layout))
     row = jindr("-r", registry.address, "load", str(layout), "from/skopeo").rows[0]
@@ -102,10 +114,14 @@ def test_docker_save_archives(docker_engine, registry, tmp_path: Path) -> None:
         assert row.destination == f"{registry.address}/{tag}" and row.blobs_copied == 2
         pulled = subprocess.run(["docker", "pull", f"{registry.address}/{tag}"], capture_output=True, text=True)
         assert pulled.returncode == 0, pulled.stderr
-        image = subprocess.run(["docker", "image", "inspect", "--format", "{{.Id}}", tag], capture_output=True,
-                               text=True).stdout.strip()
-        loaded = subprocess.run(["docker", "image", "inspect", "--format", "{{.Id}}", f"{registry.address}/{tag}"],
-                                capture_output=True, text=True).stdout.strip()
+        image = subprocess.run(
+            ["docker", "image", "inspect", "--format", "{{.Id}}", tag], capture_output=True, text=True
+        ).stdout.strip()
+        loaded = subprocess.run(
+            ["docker", "image", "inspect", "--format", "{{.Id}}", f"{registry.address}/{tag}"],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
         assert image == loaded  # same config, so the same image id
     finally:
         subprocess.run(["docker", "rmi", "-f", tag, f"{registry.address}/{tag}"], capture_output=True)

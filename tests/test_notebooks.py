@@ -75,21 +75,53 @@ def test_binder_environment_runs_the_notebooks_without_docker(tmp_path: Path) ->
     env_dir = tmp_path / "binder-venv"
     venv.EnvBuilder(with_pip=True).create(env_dir)
     python = env_dir / "bin" / "python"
-    install = subprocess.run([str(python), "-m", "pip", "install", "-q", "-r", str(ROOT / "binder" / "requirements.txt"),
-                              "nbconvert"], capture_output=True, text=True, timeout=900)
+    install = subprocess.run(
+        [str(python), "-m", "pip", "install", "-q", "-r", str(ROOT / "binder" / "requirements.txt"), "nbconvert"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert install.returncode == 0, install.stderr[-2000:]
-    post = subprocess.run(["bash", str(ROOT / "binder" / "postBuild")], cwd=ROOT, capture_output=True, text=True,
-                          timeout=600, env={**os.environ, "PATH": f"{env_dir / 'bin'}:{os.environ['PATH']}"})
+    post = subprocess.run(
+        ["bash", str(ROOT / "binder" / "postBuild")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PATH": f"{env_dir / 'bin'}:{os.environ['PATH']}"},
+    )
     assert post.returncode == 0, post.stderr[-2000:]
-    env = {**os.environ, "PATH": f"{env_dir / 'bin'}:{os.environ['PATH']}", "DOCKER_HOST": "unix:///nonexistent.sock",
-           "JINDR_REGISTRY": f"localhost:{free_port()}", "JINDR_STORAGE": str(tmp_path / "storage")}
+    env = {
+        **os.environ,
+        "PATH": f"{env_dir / 'bin'}:{os.environ['PATH']}",
+        "DOCKER_HOST": "unix:///nonexistent.sock",
+        "JINDR_REGISTRY": f"localhost:{free_port()}",
+        "JINDR_STORAGE": str(tmp_path / "storage"),
+    }
     for name in ALL:
         out = tmp_path / name
-        done = subprocess.run([str(env_dir / "bin" / "jupyter"), "nbconvert", "--to", "notebook", "--execute",
-                               f"--output={out}", str(NOTEBOOKS / name)], cwd=NOTEBOOKS, env=env, capture_output=True,
-                              text=True, timeout=600)
+        done = subprocess.run(
+            [
+                str(env_dir / "bin" / "jupyter"),
+                "nbconvert",
+                "--to",
+                "notebook",
+                "--execute",
+                f"--output={out}",
+                str(NOTEBOOKS / name),
+            ],
+            cwd=NOTEBOOKS,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert done.returncode == 0, done.stderr[-3000:]
         assert "process" in out.read_text()
-    subprocess.run([str(env_dir / "bin" / "jindr"), "-r", env["JINDR_REGISTRY"], "stop", "-G"], env=env,
-                   capture_output=True, timeout=60)
+    subprocess.run(
+        [str(env_dir / "bin" / "jindr"), "-r", env["JINDR_REGISTRY"], "stop", "-G"],
+        env=env,
+        capture_output=True,
+        timeout=60,
+    )
     assert sys.executable not in str(python)

@@ -39,7 +39,7 @@ ALLOWED = {
     "runtime": {"client", "models", "refs", "errors", "runtime"},
     "ecr": {"models", "errors", "client", "refs"},
     "frames": {"models"},
-    "commands": {"ops", "runtime", "ecr", "refs", "models", "errors", "client", "__init__"},
+    "commands": {"ops", "runtime", "ecr", "refs", "models", "errors", "client", "__version__"},
     "magics": {"commands", "frames", "errors", "refs", "widgets"},
     "cli": {"commands", "frames", "errors"},
     "widgets": {"commands", "frames", "errors", "refs", "models", "widgets", "ops"},
@@ -48,7 +48,7 @@ ALLOWED = {
 }
 THIRD_PARTY = {
     "IPython": {"magics", "widgets"},
-    "ipywidgets": {"widgets"},
+    "ipywidgets": {"widgets", "magics"},
     "pandas": {"frames", "widgets"},
     "httpx": {"client"},
 }
@@ -68,7 +68,7 @@ def test_imports_point_down() -> None:
             if isinstance(node, ast.ImportFrom) and node.level:
                 depth = len(path.relative_to(PACKAGE).parts) - 1
                 if node.level > depth:
-                    target = (node.module or "__init__").split(".")[0]
+                    target = (node.module or node.names[0].name).split(".")[0]
                 elif node.level == depth and depth:
                     target = layer
                 else:

@@ -73,7 +73,7 @@ class RegistrySpec:
                 "(use -r localhost:PORT)"
             )
         port_of(registry)
-        path = Path(os.path.expanduser(str(storage or DEFAULT_STORAGE))).resolve()
+        path = Path(os.path.expanduser(str(storage or os.environ.get("JINDR_STORAGE") or DEFAULT_STORAGE))).resolve()
         if proxy_url and not proxy_url.startswith(("http://", "https://")):
             raise InvalidReference(f"invalid --proxy {proxy_url!r}: expected http(s)://HOST[:PORT]")
         return cls(registry, path, name or default_name(registry), proxy_url, proxy_username, proxy_password)

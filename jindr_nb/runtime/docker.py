@@ -16,7 +16,7 @@ from typing import Any
 from ..errors import RuntimeFailure
 from ..models import InstanceRow
 from ..refs import is_loopback
-from .base import RegistrySpec, dir_size, port_free, port_holder, wait_ready
+from .base import RegistrySpec, port_free, port_holder, wait_ready
 
 __all__ = ["DEFAULT_IMAGE", "DockerRuntime", "engine_answers"]
 
@@ -304,7 +304,7 @@ class DockerRuntime:
             name=container.name,
             status="running" if container.status == "running" else container.status,
             storage=storage,
-            size=dir_size(Path(storage)) if storage else 0,
+            size=0,  # measured by the commands that show it: walking the storage is not free
             image=image,
             version=(container.image.labels or {}).get("org.opencontainers.image.version", "")
             if container.image is not None

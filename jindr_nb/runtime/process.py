@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..errors import RuntimeFailure
 from ..models import InstanceRow
-from .base import RegistrySpec, dir_size, port_free, port_holder, port_of, registry_config, state_dir, wait_ready
+from .base import RegistrySpec, port_free, port_holder, port_of, registry_config, state_dir, wait_ready
 
 __all__ = ["ProcessRuntime", "find_binary"]
 
@@ -201,7 +201,7 @@ class ProcessRuntime:
             name=str(pid),
             status="running" if alive else "stopped",
             storage=state["storage"],
-            size=dir_size(Path(state["storage"])),
+            size=0,  # measured by the commands that show it: walking the storage is not free
             image=state["binary"],
             version=state.get("version", ""),
             mode="proxy" if state.get("proxy_url") else "registry",
