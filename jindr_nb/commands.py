@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import __version__
-from .errors import CommandLineError, RuntimeFailure
+from .errors import CommandLineError, ImageUnavailable, RuntimeFailure
 from .refs import DEFAULT_REGISTRY, Ref, parse_ref, parse_registry
 
 if TYPE_CHECKING:
@@ -237,7 +237,17 @@ def _start(session: Session, args: argparse.Namespace) -> Result:
         return Result(
             InstanceRow, _sized([found[1]]), f"a registry is already running at {spec.registry}; nothing changed"
         )
-    row = select(args.runtime, image=args.image, binary=args.binary).start(spec)
+    runtime = select(args.runtime, image=args.image, binary=args.binary)
+    try:
+        row = runtime.start(spec)
+    except ImageUnavailable as exc:
+        from .runtime import ProcessRuntime, find_binary
+
+        if args.runtime != "auto" or not find_binary(args.binary):
+            raise
+        # auto: Docker answers but has no registry image and cannot pull one (offline): the binary will do.
+        row = ProcessRuntime(args.binary).start(spec)
+        return Result(InstanceRow, _sized([row]), f"{exc} — started the registry binary instead")
     return Result(InstanceRow, _sized([row]))
 
 

@@ -4,6 +4,7 @@
     ├── InvalidReference            an image reference or registry address that does not parse
     ├── CommandLineError            a bad command line (unknown command, option or argument)
     ├── RuntimeFailure              a registry could not be started, stopped or collected here
+    │   └── ImageUnavailable        the registry image is neither present nor pullable
     └── RegistryError               the registry answered something we cannot use
         ├── RegistryUnreachable     nothing (or not a registry) answers at the address
         ├── NotFound                repository, tag, manifest or blob unknown
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 __all__ = [
     "CommandLineError",
+    "ImageUnavailable",
     "IntegrityError",
     "InvalidReference",
     "JindrError",
@@ -50,6 +52,10 @@ class CommandLineError(JindrError):
 
 class RuntimeFailure(JindrError):
     """A registry could not be started, stopped or garbage-collected on this machine."""
+
+
+class ImageUnavailable(RuntimeFailure):
+    """The registry image is not on the engine and could not be pulled."""
 
 
 class RegistryError(JindrError):

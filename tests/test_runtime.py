@@ -218,3 +218,17 @@ def test_pull_through_cache(registry, tmp_path: Path) -> None:
         }
     finally:
         jindr("-r", address, "stop", "-G")
+
+
+def test_auto_falls_back_to_the_binary_when_docker_cannot_pull(docker_engine, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DOCKER_HOST", raising=False)
+    monkeypatch.setenv("JINDR_REGISTRY_IMAGE", "localhost/jindr-test/does-not-exist:1")
+    address = f"localhost:{free_port()}"
+    result = jindr("-r", address, "start", "-d", str(tmp_path / "s"))
+    try:
+        assert result.rows[0].runtime == "process" and "started the registry binary instead" in result.message
+        with pytest.raises(RuntimeFailure, match="could not pull"):
+            jindr("-r", f"localhost:{free_port()}", "start", "--runtime", "docker", "-d", str(tmp_path / "t"))
+    finally:
+        jindr("-r", address, "stop", "-G")

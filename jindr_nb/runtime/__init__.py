@@ -9,6 +9,8 @@ from .process import ProcessRuntime, find_binary
 
 __all__ = [
     "DEFAULT_STORAGE",
+    "ProcessRuntime",
+    "find_binary",
     "RegistrySpec",
     "Runtime",
     "find_managed",

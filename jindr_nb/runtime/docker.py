@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..errors import RuntimeFailure
+from ..errors import ImageUnavailable, RuntimeFailure
 from ..models import InstanceRow
 from ..refs import is_loopback
 from .base import RegistrySpec, port_free, port_holder, wait_ready
@@ -277,7 +277,7 @@ class DockerRuntime:
                     progress(" ".join(str(event.get(k, "")) for k in ("id", "status", "progress")).strip())
             self.client.images.get(self.image)
         except DockerException as exc:
-            raise RuntimeFailure(
+            raise ImageUnavailable(
                 f"could not pull {self.image} ({_short(exc)}); pass --image with an image you have, "
                 "or use --runtime process"
             ) from None
