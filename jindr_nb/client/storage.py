@@ -31,6 +31,8 @@ class StorageLayout:
         self.v2 = self.root / "docker" / "registry" / "v2"
         self.repositories_dir = self.v2 / "repositories"
         self.blobs_dir = self.v2 / "blobs"
+        self._repos = str(self.repositories_dir)
+        self._blobs = str(self.blobs_dir)
 
     def repositories(self) -> list[str]:
         """Repository names, as the registry's catalog lists them: any directory holding a `_...` one
@@ -59,7 +61,8 @@ class StorageLayout:
 
     def tag_digest(self, repository: str, tag: str) -> str | None:
         """The digest a tag points at, or None when missing or unreadable (mid-write)."""
-        return _read_link(self.repo_dir(repository) / "_manifests" / "tags" / tag / "current" / "link")
+        # Plain strings, not pathlib: this runs once per tag in every listing.
+        return _read_link(f"{self._repos}/{repository}/_manifests/tags/{tag}/current/link")
 
     def revisions(self, repository: str) -> list[str]:
         """Every manifest digest stored in the repository (tagged or not)."""
@@ -130,6 +133,10 @@ class StorageReader:
             return self.api.tags(repository)  # raises the API's own NotFound
         return tags
 
+    def resolve_tag(self, repository: str, tag: str) -> str | None:
+        """The digest a tag points at, read from its link file (None: ask `get_manifest`)."""
+        return self.layout.tag_digest(repository, tag)
+
     def get_manifest(self, repository: str, reference: str) -> ManifestBytes:
         if _DIGEST.match(reference):
             digest: str | None = reference if self.layout.has_revision(repository, reference) else None
@@ -165,9 +172,10 @@ class StorageReader:
         return got.digest, got.media_type, len(got.raw)
 
 
-def _read_link(path: Path) -> str | None:
+def _read_link(path: str | Path) -> str | None:
     try:
-        text = path.read_text().strip()
+        with open(path, "rb") as fh:
+            text = fh.read(200).decode("ascii").strip()
     except (OSError, UnicodeDecodeError):
         return None
     return text if _DIGEST.match(text) else None

@@ -105,10 +105,13 @@ class ContentCache:
         self._remember(digest, entry)
         return entry
 
-    def put(self, digest: str, media_type: str, raw: bytes) -> None:
-        """Store content already verified against `digest`."""
+    def put(self, digest: str, media_type: str, raw: bytes, *, persist: bool = True) -> None:
+        """Store content already verified against `digest` (in memory only unless `persist`)."""
+        with self._lock:
+            if digest in self._memory:
+                return  # stored already (on disk too, unless the disk refused)
         self._remember(digest, (media_type, raw))
-        path = self._path(digest)
+        path = self._path(digest) if persist else None
         if path is None or path.exists():
             return
         try:

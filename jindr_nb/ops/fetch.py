@@ -26,6 +26,9 @@ class Fetcher:
     def __init__(self, client: RegistryClient, cache: ContentCache | None = None) -> None:
         self.client = client
         self.cache = cache if cache is not None else ContentCache()
+        # Content read from a local registry's own storage is on this disk already: copying it into
+        # the cache directory would only cost writes. Derived summaries are still kept.
+        self.persist = not hasattr(client, "resolve_tag")
 
     def manifest(self, repository: str, reference: str) -> Manifest | Index:
         """A parsed manifest; by digest from the cache when we have it, by tag always asked."""
@@ -35,15 +38,31 @@ class Fetcher:
                 return parse_manifest(hit[1], hit[0], reference)
         got = self.client.get_manifest(repository, reference)
         parsed = parse_manifest(got.raw, got.media_type, got.digest)
-        self.cache.put(got.digest, parsed.media_type, got.raw)
+        self.cache.put(got.digest, parsed.media_type, got.raw, persist=self.persist)
         return parsed
+
+    def resolve(self, repository: str, reference: str) -> str | None:
+        """A tag's digest when it is cheap to know without the manifest (local storage), else None."""
+        if reference.startswith("sha256:"):
+            return reference
+        resolve_tag = getattr(self.client, "resolve_tag", None)
+        return resolve_tag(repository, reference) if resolve_tag is not None else None
+
+    def head(self, repository: str, reference: str) -> tuple[str, str, bytes]:
+        """(digest, media type, bytes) of a manifest, without parsing it (for summary-cache hits)."""
+        if reference.startswith("sha256:"):
+            hit = self.cache.get(reference)
+            if hit is not None:
+                return reference, hit[0], hit[1]
+        got = self.client.get_manifest(repository, reference)
+        return got.digest, got.media_type, got.raw
 
     def config(self, repository: str, digest: str) -> ConfigInfo:
         """Platform and created time of a config blob."""
         hit = self.cache.get(digest)
         if hit is None:
             raw = self.client.get_blob(repository, digest, limit=16 * 1024 * 1024)
-            self.cache.put(digest, "", raw)
+            self.cache.put(digest, "", raw, persist=self.persist)
         else:
             raw = hit[1]
         try:

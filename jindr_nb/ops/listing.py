@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 from ..errors import NotFound
-from ..models import ImageRow, Index, LongImageRow, Manifest, RepoRow
+from ..models import ImageRow, Index, LongImageRow, Manifest, RepoRow, parse_manifest
 from ..refs import Ref
 from .fetch import Fetcher
 
@@ -75,9 +75,45 @@ def list_images(
 
 def image_row(fetcher: Fetcher, repository: str, reference: str, *, long: bool = False) -> ImageRow:
     """The listing row of one tag (or digest)."""
-    manifest = fetcher.manifest(repository, reference)
     registry = fetcher.client.registry
     tag = "" if reference.startswith("sha256:") else reference
+    if long:
+        # Most of a repeated long listing: the tag's digest, then the cached summary — no parsing,
+        # and on local storage not even the manifest (the summary knows its media type).
+        known = fetcher.resolve(repository, reference)
+        cached = fetcher.cache.get_summary(known) if known else None
+        if known and cached is not None and cached.get("m"):
+            created = cached.get("c")
+            return LongImageRow(
+                registry,
+                repository,
+                tag,
+                known,
+                known.partition(":")[2][:12],
+                cached["m"],
+                list(cached.get("p", [])),
+                int(cached.get("s", 0)),
+                datetime.fromisoformat(created) if created else None,
+            )
+        digest, media_type, raw = fetcher.head(repository, reference)
+        cached = fetcher.cache.get_summary(digest)
+        if cached is not None:
+            created = cached.get("c")
+            return LongImageRow(
+                registry,
+                repository,
+                tag,
+                digest,
+                digest.partition(":")[2][:12],
+                media_type,
+                list(cached.get("p", [])),
+                int(cached.get("s", 0)),
+                datetime.fromisoformat(created) if created else None,
+            )
+        fetcher.cache.put(digest, media_type, raw, persist=fetcher.persist)
+        manifest = parse_manifest(raw, media_type, digest)
+    else:
+        manifest = fetcher.manifest(repository, reference)
     if isinstance(manifest, Index) and not long:
         platforms = sorted({str(d.platform) for d in manifest.images if d.platform is not None})
         size, created = 0, None
@@ -118,7 +154,8 @@ def _summary(fetcher: Fetcher, repository: str, manifest: Manifest | Index) -> t
         size = manifest.size
         created = _newest(None, info.created)
     fetcher.cache.put_summary(
-        manifest.digest, {"p": platforms, "s": size, "c": created.isoformat() if created else None}
+        manifest.digest,
+        {"p": platforms, "s": size, "c": created.isoformat() if created else None, "m": manifest.media_type},
     )
     return platforms, size, created
 
