@@ -420,7 +420,12 @@ def _args_cp(p: argparse.ArgumentParser) -> None:
     p.add_argument("image", nargs="?", metavar="IMAGE", help="the image to copy (repo[:tag] in the current registry)")
     p.add_argument("destination", nargs="?", metavar="REGISTRY", help="the destination registry (host[:port])")
     p.add_argument("tags", nargs="*", metavar="TAG", help="more tags of the same repository to copy")
-    p.add_argument("--to", metavar="NAME", help="destination repository (default: the same name)")
+    _copy_options(p, "destination repository")
+
+
+def _copy_options(p: argparse.ArgumentParser, what: str) -> None:
+    """Options `cp` and `cpe` share."""
+    p.add_argument("--to", metavar="NAME", help=f"{what} name (default: the same name)")
     p.add_argument(
         "--tag",
         action="append",
@@ -474,16 +479,7 @@ def _args_cpe(p: argparse.ArgumentParser) -> None:
     p.add_argument("tags", nargs="*", metavar="TAG", help="more tags of the same repository to copy")
     p.add_argument("--region", help="AWS region (default: the profile's)")
     p.add_argument("--keep", type=_positive_int, default=4, help="images the lifecycle policy keeps (default 4)")
-    p.add_argument("--to", metavar="NAME", help="ECR repository name (default: the same name)")
-    p.add_argument(
-        "--tag",
-        action="append",
-        default=[],
-        metavar="TAG",
-        type=_tag,
-        help="also tag each copy as TAG in ECR (repeatable)",
-    )
-    p.add_argument("-j", "--jobs", type=_positive_int, default=4, help="parallel blob transfers (default 4)")
+    _copy_options(p, "ECR repository")
 
 
 def _cpe(session: Session, args: argparse.Namespace) -> Result:

@@ -83,33 +83,11 @@ def image_row(fetcher: Fetcher, repository: str, reference: str, *, long: bool =
         known = fetcher.resolve(repository, reference)
         cached = fetcher.cache.get_summary(known) if known else None
         if known and cached is not None and cached.get("m"):
-            created = cached.get("c")
-            return LongImageRow(
-                registry,
-                repository,
-                tag,
-                known,
-                known.partition(":")[2][:12],
-                cached["m"],
-                list(cached.get("p", [])),
-                int(cached.get("s", 0)),
-                datetime.fromisoformat(created) if created else None,
-            )
+            return _from_summary(registry, repository, tag, known, cached["m"], cached)
         digest, media_type, raw = fetcher.head(repository, reference)
         cached = fetcher.cache.get_summary(digest)
         if cached is not None:
-            created = cached.get("c")
-            return LongImageRow(
-                registry,
-                repository,
-                tag,
-                digest,
-                digest.partition(":")[2][:12],
-                media_type,
-                list(cached.get("p", [])),
-                int(cached.get("s", 0)),
-                datetime.fromisoformat(created) if created else None,
-            )
+            return _from_summary(registry, repository, tag, digest, media_type, cached)
         fetcher.cache.put(digest, media_type, raw, persist=fetcher.persist)
         manifest = parse_manifest(raw, media_type, digest)
     else:
@@ -131,6 +109,21 @@ def image_row(fetcher: Fetcher, repository: str, reference: str, *, long: bool =
     if long:
         return LongImageRow(*base, size=size, created=created)
     return ImageRow(*base)
+
+
+def _from_summary(registry: str, repository: str, tag: str, digest: str, media_type: str, cached: dict) -> LongImageRow:
+    created = cached.get("c")
+    return LongImageRow(
+        registry,
+        repository,
+        tag,
+        digest,
+        digest.partition(":")[2][:12],
+        media_type,
+        list(cached.get("p", [])),
+        int(cached.get("s", 0)),
+        datetime.fromisoformat(created) if created else None,
+    )
 
 
 def _summary(fetcher: Fetcher, repository: str, manifest: Manifest | Index) -> tuple[list[str], int, datetime | None]:
