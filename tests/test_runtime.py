@@ -220,8 +220,9 @@ def test_pull_through_cache(registry, tmp_path: Path) -> None:
         jindr("-r", address, "stop", "-G")
 
 
-def test_auto_falls_back_to_the_binary_when_docker_cannot_pull(docker_engine, tmp_path: Path,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_auto_falls_back_to_the_binary_when_docker_cannot_pull(
+    docker_engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("DOCKER_HOST", raising=False)
     monkeypatch.setenv("JINDR_REGISTRY_IMAGE", "localhost/jindr-test/does-not-exist:1")
     address = f"localhost:{free_port()}"
