@@ -705,12 +705,22 @@ def run(session: Session, args: argparse.Namespace) -> Result:
 
 
 def reference_markdown() -> str:
-    """The README's command reference, generated from the table (`make readme` writes it)."""
+    """The README's command reference: each command's own `--help` text (`make readme` writes it)."""
+    import os
+
     parser = build_parser("jindr", cli=True)
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     parts = []
-    for command in COMMANDS:
-        heading = f"`{command.name}`" + "".join(f" / `{a}`" for a in command.aliases)
-        usage = sub.choices[command.name].format_usage().strip().removeprefix("usage: ")
-        parts.append(f"#### {heading}\n\n{command.help}\n\n```\n{usage}\n```\n")
+    previous = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = "100"  # argparse wraps to the terminal: fix the width for a stable README
+    try:
+        for command in COMMANDS:
+            heading = f"`{command.name}`" + "".join(f" / `{a}`" for a in command.aliases)
+            text = sub.choices[command.name].format_help().strip()
+            parts.append(f"#### {heading}\n\n```\n{text}\n```\n")
+    finally:
+        if previous is None:
+            os.environ.pop("COLUMNS", None)
+        else:
+            os.environ["COLUMNS"] = previous
     return "\n".join(parts)

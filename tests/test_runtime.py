@@ -233,3 +233,21 @@ def test_auto_falls_back_to_the_binary_when_docker_cannot_pull(
             jindr("-r", f"localhost:{free_port()}", "start", "--runtime", "docker", "-d", str(tmp_path / "t"))
     finally:
         jindr("-r", address, "stop", "-G")
+
+
+def test_same_storage_under_either_runtime(docker_engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _, image = docker_engine
+    monkeypatch.delenv("DOCKER_HOST", raising=False)
+    address, storage = f"localhost:{free_port()}", tmp_path / "shared-storage"
+    jindr("-r", address, "start", "--runtime", "docker", "--image", image, "-d", str(storage))
+    try:
+        with RegistryClient(address) as client:
+            pushed = ImageFactory(client, seed=31).index("moves", "v1")
+    finally:
+        jindr("-r", address, "stop", "-G")
+    jindr("-r", address, "start", "--runtime", "process", "-d", str(storage))
+    try:
+        with RegistryClient(address) as client:
+            verify_pull(client, "moves", "v1", pushed)  # pushed under docker, served by the binary
+    finally:
+        jindr("-r", address, "stop", "-G")
