@@ -215,6 +215,16 @@ def port_free(port: int) -> bool:
     return True
 
 
+def wait_port_free(port: int, timeout: float = 3.0) -> bool:
+    """True once nothing listens on 127.0.0.1:`port` (a registry that just stopped may linger briefly)."""
+    deadline = time.monotonic() + timeout
+    while not port_free(port):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
 def dir_size(path: Path) -> int:
     """Bytes on disk under `path` (0 when missing or unreadable)."""
     total = 0

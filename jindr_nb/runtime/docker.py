@@ -16,7 +16,7 @@ from typing import Any
 from ..errors import ImageUnavailable, RuntimeFailure
 from ..models import InstanceRow
 from ..refs import is_loopback
-from .base import RegistrySpec, port_free, port_holder, wait_ready
+from .base import RegistrySpec, port_holder, wait_port_free, wait_ready
 
 __all__ = ["DEFAULT_IMAGE", "DockerRuntime", "engine_answers"]
 
@@ -70,7 +70,7 @@ class DockerRuntime:
                 existing.remove(force=True)  # a stopped leftover of ours: start afresh
             except DockerException:
                 pass
-        if not port_free(spec.port):
+        if not wait_port_free(spec.port, 2.0):
             holder = port_holder(spec.port) or self._holder(spec.port)
             raise RuntimeFailure(
                 f"port {spec.port} is already in use{' by ' + holder if holder else ''}; "

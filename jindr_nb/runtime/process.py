@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..errors import RuntimeFailure
 from ..models import InstanceRow
-from .base import RegistrySpec, port_free, port_holder, port_of, registry_config, state_dir, wait_ready
+from .base import RegistrySpec, port_holder, port_of, registry_config, state_dir, wait_port_free, wait_ready
 
 __all__ = ["ProcessRuntime", "find_binary"]
 
@@ -77,7 +77,7 @@ class ProcessRuntime:
                 else "no registry binary found: install it (Debian/Ubuntu: apt-get install docker-registry), "
                 "pass --binary PATH, or use --runtime docker"
             )
-        if not port_free(spec.port):
+        if not wait_port_free(spec.port, 2.0):
             holder = port_holder(spec.port)
             raise RuntimeFailure(
                 f"port {spec.port} is already in use{' by ' + holder if holder else ''}; "
@@ -132,6 +132,7 @@ class ProcessRuntime:
         state = self._load(registry)
         if state is not None and _alive(state["pid"]) and _start_ticks(state["pid"]) == state.get("start_ticks"):
             _terminate(state["pid"])
+            wait_port_free(port_of(registry))
 
     def resume(self, registry: str) -> InstanceRow:
         spec = self.spec_of(registry)
