@@ -47,7 +47,7 @@ class ContentCache:
             return self._summaries.get(digest)
 
     def put_summary(self, digest: str, summary: dict) -> None:
-        """Remember a derived record; on disk it is one line appended to `summaries-v1.jsonl`."""
+        """Remember a derived record; on disk it is one line appended to `summaries-v2.jsonl`."""
         with self._lock:
             if self._summaries is None:
                 self._summaries = self._load_summaries()
@@ -60,7 +60,7 @@ class ContentCache:
             try:
                 self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
                 # O_APPEND: concurrent writers (two kernels) interleave whole lines, never mix them.
-                fd = os.open(self.directory / "summaries-v1.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+                fd = os.open(self.directory / "summaries-v2.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
                 try:
                     os.write(fd, line)
                 finally:
@@ -73,7 +73,7 @@ class ContentCache:
         if self.directory is None:
             return found
         try:
-            data = (self.directory / "summaries-v1.jsonl").read_bytes()
+            data = (self.directory / "summaries-v2.jsonl").read_bytes()
         except OSError:
             return found
         for line in data.splitlines():
