@@ -84,14 +84,14 @@ class ContentCache:
                 continue  # a torn or foreign line is only a miss
         return found
 
-    def get(self, digest: str) -> tuple[str, bytes] | None:
-        """(media type, bytes) for `digest`, or None."""
+    def get(self, digest: str, *, disk: bool = True) -> tuple[str, bytes] | None:
+        """(media type, bytes) for `digest`, or None; `disk=False` looks in memory only."""
         with self._lock:
             hit = self._memory.get(digest)
             if hit is not None:
                 self._memory.move_to_end(digest)
                 return hit
-        path = self._path(digest)
+        path = self._path(digest) if disk else None
         if path is None:
             return None
         try:
@@ -145,7 +145,7 @@ class ContentCache:
         algorithm, _, hexpart = digest.partition(":")
         if not hexpart or not hexpart.isalnum():
             return None
-        return self.directory / algorithm / hexpart[:2] / hexpart
+        return Path(f"{self.directory}/{algorithm}/{hexpart[:2]}/{hexpart}")
 
 
 def _matches(raw: bytes, digest: str) -> bool:

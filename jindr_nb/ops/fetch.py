@@ -33,7 +33,7 @@ class Fetcher:
     def manifest(self, repository: str, reference: str) -> Manifest | Index:
         """A parsed manifest; by digest from the cache when we have it, by tag always asked."""
         if reference.startswith("sha256:"):
-            hit = self.cache.get(reference)
+            hit = self.cache.get(reference, disk=self.persist)
             if hit is not None:
                 return parse_manifest(hit[1], hit[0], reference)
         got = self.client.get_manifest(repository, reference)
@@ -51,7 +51,7 @@ class Fetcher:
     def head(self, repository: str, reference: str) -> tuple[str, str, bytes]:
         """(digest, media type, bytes) of a manifest, without parsing it (for summary-cache hits)."""
         if reference.startswith("sha256:"):
-            hit = self.cache.get(reference)
+            hit = self.cache.get(reference, disk=self.persist)
             if hit is not None:
                 return reference, hit[0], hit[1]
         got = self.client.get_manifest(repository, reference)
@@ -59,7 +59,7 @@ class Fetcher:
 
     def config(self, repository: str, digest: str) -> ConfigInfo:
         """Platform and created time of a config blob."""
-        hit = self.cache.get(digest)
+        hit = self.cache.get(digest, disk=self.persist)
         if hit is None:
             raw = self.client.get_blob(repository, digest, limit=16 * 1024 * 1024)
             self.cache.put(digest, "", raw, persist=self.persist)
