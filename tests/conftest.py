@@ -111,3 +111,16 @@ def podman_engine(tmp_path_factory: pytest.TempPathFactory):
     client.close()
     proc.terminate()
     proc.wait(10)
+
+
+@pytest.fixture()
+def process_registry(tmp_path: Path) -> str:
+    """A registry that jindr itself runs (process runtime, storage under tmp_path); its address."""
+    from jindr_run import jindr
+    from rig import free_port
+
+    _need_binary()
+    address = f"localhost:{free_port()}"
+    jindr("-r", address, "start", "--runtime", "process", "-d", str(tmp_path / "storage"))
+    yield address
+    jindr("-r", address, "stop", "-G")

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 from browser import CHROMIUM_ARGS, Lab, chromium_path, run_all
-from jindr_run import jindr
 from rig import ImageFactory, free_port, start_registry
 
 from jindr_nb.client import RegistryClient
@@ -36,16 +35,14 @@ def browser():
 
 
 @pytest.fixture()
-def registry_with_images(tmp_path: Path):
-    address = f"localhost:{free_port()}"
-    jindr("-r", address, "start", "--runtime", "process", "-d", str(tmp_path / "storage"))
+def registry_with_images(process_registry: str):
+    address = process_registry
     with RegistryClient(address) as client:
         f = ImageFactory(client, seed=12)
         shared = f.index("web/app", ["v1", "v2", "stable"])
         f.index("web/app", "v3")
         f.single("tools/cli", "1.0")
     yield address, shared
-    jindr("-r", address, "stop", "-G")
 
 
 def _lab(tmp_path: Path, notebook: str, source: str, registry: str) -> Lab:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 import pandas as pd
 import pytest
 from jindr_run import jindr
-from rig import ImageFactory, free_port
+from rig import ImageFactory
 
 from jindr_nb.client import RegistryClient
 from jindr_nb.client.storage import StorageReader
@@ -17,9 +16,8 @@ from jindr_nb.frames import to_frame
 
 
 @pytest.fixture()
-def managed(tmp_path: Path):
-    address = f"localhost:{free_port()}"
-    jindr("-r", address, "start", "--runtime", "process", "-d", str(tmp_path / "storage"))
+def managed(process_registry: str):
+    address = process_registry
     with RegistryClient(address) as client:
         f = ImageFactory(client, seed=3)
         f.index("multi/oci", ["latest", "v1", "v2"], layers=(1, 3))
@@ -33,7 +31,6 @@ def managed(tmp_path: Path):
         f.image_manifest("multi/oci")
         f.blob("layers-only", b"just a blob")
     yield address
-    jindr("-r", address, "stop", "-G")
 
 
 def _frame(result):

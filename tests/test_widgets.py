@@ -14,9 +14,8 @@ from jindr_nb.widgets import CopyPanel, DeletePanel
 
 
 @pytest.fixture()
-def managed(tmp_path: Path):
-    address = f"localhost:{free_port()}"
-    jindr("-r", address, "start", "--runtime", "process", "-d", str(tmp_path / "storage"))
+def managed(process_registry: str):
+    address = process_registry
     with RegistryClient(address) as client:
         f = ImageFactory(client, seed=8)
         shared = f.index("web/app", ["v1", "v2", "stable"], layer_size=100_000)  # one digest, three tags
@@ -25,7 +24,6 @@ def managed(tmp_path: Path):
         for i in range(40):
             f.single(f"bulk/r{i:02d}", "t")
     yield address, shared
-    jindr("-r", address, "stop", "-G")
 
 
 def _ready(panel) -> None:

@@ -25,51 +25,39 @@ def inspect_images(fetcher: Fetcher, refs: Sequence[Ref], *, jobs: int = DEFAULT
             if isinstance(top, Index):
                 children = list(pool.map(partial(_child_row, fetcher, ref, tag), top.manifests))
                 images = [r for r in children if r.kind == "image"]
-                created = max((r.created for r in images if r.created), default=None)
-                rows.append(
-                    PlatformRow(
-                        ref.registry,
-                        ref.repository,
-                        tag,
-                        "index",
-                        "",
-                        "",
-                        "",
-                        "",
-                        top.digest,
-                        top.media_type,
-                        sum(r.size for r in images),
-                        sum(r.layers for r in images),
-                        created,
-                        "",
-                    )
-                )
+                rows.append(_index_row(ref, tag, top, images))
                 rows.extend(children)
             else:
                 rows.append(_image_row(fetcher, ref, tag, top, None))
     return rows
 
 
+def _index_row(ref: Ref, tag: str, index: Index, images: list[PlatformRow]) -> PlatformRow:
+    """An index's own row: platform columns empty, size and layers summed over its platform images."""
+    created = max((r.created for r in images if r.created), default=None)
+    return PlatformRow(
+        ref.registry,
+        ref.repository,
+        tag,
+        "index",
+        "",
+        "",
+        "",
+        "",
+        index.digest,
+        index.media_type,
+        sum(r.size for r in images),
+        sum(r.layers for r in images),
+        created,
+        "",
+    )
+
+
 def _child_row(fetcher: Fetcher, ref: Ref, tag: str, desc: Descriptor) -> PlatformRow:
     manifest = fetcher.manifest(ref.repository, desc.digest)
     if not isinstance(manifest, Manifest):
         # A nested index: show it as such, without descending further.
-        return PlatformRow(
-            ref.registry,
-            ref.repository,
-            tag,
-            "index",
-            "",
-            "",
-            "",
-            "",
-            manifest.digest,
-            manifest.media_type,
-            0,
-            0,
-            None,
-            "",
-        )
+        return _index_row(ref, tag, manifest, [])
     return _image_row(fetcher, ref, tag, manifest, desc)
 
 
