@@ -36,6 +36,11 @@ http:
 
 
 def _engine(base_url: str | None = None) -> docker.DockerClient | None:
+    from jindr_nb.runtime.docker import unix_engine_pings
+
+    # The SDK leaves its socket open when the engine does not answer while it builds a client.
+    if not unix_engine_pings(base_url[len("unix://") :] if base_url else "/var/run/docker.sock"):
+        return None
     try:
         client = docker.DockerClient(base_url=base_url, timeout=60) if base_url else docker.from_env(timeout=60)
     except Exception:  # noqa: BLE001 - any failure means "not answering"
@@ -54,7 +59,9 @@ def ensure_dockerd(log_dir: Path) -> docker.DockerClient | None:
     if client is not None or os.geteuid() != 0 or not shutil.which("dockerd"):
         return client
     with open(log_dir / "dockerd.log", "ab") as log:
-        subprocess.Popen(["dockerd"], stdout=log, stderr=log, start_new_session=True)
+        # Detached (`setsid -f` forks and returns at once): dockerd outlives the test run as a daemon
+        # and is not a child this process must reap.
+        subprocess.run(["setsid", "-f", "dockerd"], stdout=log, stderr=log, check=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         client = _engine()

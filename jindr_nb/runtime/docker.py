@@ -343,10 +343,35 @@ def _shared_client() -> Any:
 
 
 def _socket_missing() -> bool:
+    """True when the engine's unix socket is absent or nothing answers on it.
+
+    Asked with a socket of our own (always closed) before the SDK builds a client: the SDK asks
+    the engine its API version while it is constructed and, when that fails, leaves its socket
+    open (a stale `docker.sock` after `dockerd` stopped is the common case).
+    """
     host = os.environ.get("DOCKER_HOST", "")
-    if not host:
-        return not os.path.exists("/var/run/docker.sock")
-    return host.startswith("unix://") and not os.path.exists(host[len("unix://") :])
+    if host and not host.startswith("unix://"):
+        return False  # tcp:// or ssh://: the SDK's own errors say enough
+    return not unix_engine_pings(host[len("unix://") :] if host else "/var/run/docker.sock")
+
+
+def unix_engine_pings(path: str, timeout: float = 2.0) -> bool:
+    """True when an engine at the unix socket `path` answers `GET /_ping` with 200."""
+    import socket
+
+    if not os.path.exists(path):
+        return False
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.settimeout(timeout)
+        sock.connect(path)
+        sock.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
+        head = sock.recv(64)
+    except OSError:
+        return False
+    finally:
+        sock.close()
+    return head.startswith(b"HTTP/1.") and head[9:12] == b"200"
 
 
 def _no_engine(exc: BaseException) -> str:
