@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import __version__
 from .errors import CommandLineError, ImageUnavailable, RuntimeFailure
-from .refs import DEFAULT_REGISTRY, Ref, parse_ref, parse_registry
+from .refs import DEFAULT_REGISTRY, Ref, is_loopback, parse_ref, parse_registry
 
 if TYPE_CHECKING:
     from .client import RegistryClient
@@ -66,6 +66,10 @@ class Session:
         self.confirm = confirm
         #: Makes a progress callback (done, total) for a named task; the faces supply bars or lines.
         self.progress: Callable[[str], Callable[[int, int], None] | None] = lambda name: None
+        #: `--insecure` given: registries off loopback may be spoken to over plain HTTP.
+        self.insecure = False
+        #: Tells the user something that is not a result (a warning); the faces print it to stderr.
+        self.notice: Callable[[str], None] = _to_stderr
 
     @property
     def cache(self) -> ContentCache:
@@ -76,13 +80,21 @@ class Session:
         return self._cache
 
     def client(self, registry: str | None = None) -> RegistryClient:
-        """The pooled client for `registry` (default: the session's)."""
+        """The pooled client for `registry` (default: the session's).
+
+        Loopback registries are spoken to over plain HTTP; every other one over HTTPS with the
+        certificate verified, unless `--insecure` (or JINDR_INSECURE_REGISTRIES) says otherwise.
+        """
         from .client import RegistryClient, default_insecure
 
         name = registry or self.registry
-        if name not in self._clients:
-            self._clients[name] = RegistryClient(name, insecure=name in default_insecure())
-        return self._clients[name]
+        insecure = not is_loopback(name) and (self.insecure or name in default_insecure())
+        key = f"{name} (plain http)" if insecure else name
+        if key not in self._clients:
+            if insecure:
+                self.notice(f"jindr: warning: speaking plain HTTP to {name}: no TLS, as asked by --insecure")
+            self._clients[key] = RegistryClient(name, insecure=insecure)
+        return self._clients[key]
 
     def fetcher(self, registry: str | None = None, *, local: bool = True) -> Fetcher:
         """Reads through the registry's storage when jindr runs it here (`local`), else its API."""
@@ -113,6 +125,12 @@ class Session:
         for client in self._clients.values():
             client.close()
         self._clients.clear()
+
+
+def _to_stderr(text: str) -> None:
+    import sys
+
+    print(text, file=sys.stderr)
 
 
 Handler = Callable[[Session, argparse.Namespace], Result]
@@ -466,7 +484,7 @@ def _cp(session: Session, args: argparse.Namespace) -> Result:
     from .models import CopyRow
     from .refs import parse_repository
 
-    if not args.image or not args.destination:
+    if args.image is None or args.destination is None:
         raise CommandLineError("cp needs IMAGE and REGISTRY (in a notebook, `%jindr cp` alone opens the copy panel)")
     src_ref = session.ref(args.image)
     dst = session.client(parse_registry(args.destination))
@@ -653,7 +671,14 @@ def find_command(name: str) -> Command:
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that raises instead of exiting, so a kernel never sees SystemExit."""
+    """argparse that raises instead of exiting, so a kernel never sees SystemExit.
+
+    Options must be spelled out: no prefix matching (`ls --n 5` must not mean `--no-local`).
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         raise CommandLineError(message, usage=self.format_usage().strip())
@@ -677,6 +702,12 @@ def build_parser(prog: str = "jindr", *, cli: bool = True) -> argparse.ArgumentP
         "--registry",
         help=f"The registry to use (host[:port]). Default: $JINDR_REGISTRY or {DEFAULT_REGISTRY}.",
     )
+    parser.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow plain HTTP to registries that are not on this machine (loopback always uses HTTP; "
+        "others use HTTPS with certificate checks unless this is given)",
+    )
     parser.add_argument("--debug", action="store_true", help="show full tracebacks for errors")
     if cli:
         parser.add_argument("--json", action="store_true", help="print JSON records instead of a table")
@@ -693,14 +724,17 @@ def panel_for(args: argparse.Namespace) -> str:
     command = find_command(args.command)
     if not command.panel:
         return ""
-    given = [v for k, v in vars(args).items() if k in ("images", "image", "destination") and v]
+    given = [v for k, v in vars(args).items() if k in ("images", "image", "destination") and v not in (None, [])]
     return "" if given else command.panel
 
 
 def run(session: Session, args: argparse.Namespace) -> Result:
     """Run a parsed command line in `session`."""
-    if args.registry:
+    if args.registry is not None:
         session = session.with_registry(args.registry)
+    if getattr(args, "insecure", False):
+        session = copy.copy(session)
+        session.insecure = True
     return args._handler(session, args)  # type: ignore[no-any-return]
 
 

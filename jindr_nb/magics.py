@@ -85,7 +85,9 @@ class JindrMagics(Magics):
                 from . import widgets
 
                 registry = (
-                    self.session.with_registry(args.registry).registry if args.registry else self.session.registry
+                    self.session.with_registry(args.registry).registry
+                    if args.registry is not None
+                    else self.session.registry
                 )
                 return getattr(widgets, panel)(registry)
             result = run(self.session, args)
@@ -94,7 +96,7 @@ class JindrMagics(Magics):
         except CommandLineError as exc:
             if debug:
                 raise
-            raise UsageError(f"{exc.usage}\n%jindr: error: {exc}" if exc.usage else str(exc)) from None
+            raise UsageError(f"{exc.usage}\n%jindr: error: {exc}" if exc.usage else f"%jindr: error: {exc}") from None
         except JindrError as exc:
             if debug:
                 raise

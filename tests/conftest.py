@@ -124,3 +124,23 @@ def process_registry(tmp_path: Path) -> str:
     jindr("-r", address, "start", "--runtime", "process", "-d", str(tmp_path / "storage"))
     yield address
     jindr("-r", address, "stop", "-G")
+
+
+_SESSION_STARTED = 0.0
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    import time
+
+    global _SESSION_STARTED
+    _SESSION_STARTED = time.time()
+
+
+def pytest_terminal_summary(terminalreporter) -> None:  # noqa: ANN001 - pytest's TerminalReporter
+    """Print the case counts that the reliability modules wrote during this run (tests/.counts/)."""
+    counts = Path(__file__).parent / ".counts"
+    fresh = [p for p in sorted(counts.glob("*.json")) if p.stat().st_mtime >= _SESSION_STARTED]
+    if fresh:
+        terminalreporter.section("reliability cases tried")
+        for path in fresh:
+            terminalreporter.write_line(f"{path.stem}: {path.read_text().strip()}".replace("\n", " "))

@@ -455,8 +455,14 @@ class RegistryClient:
                 raise IntegrityError(
                     f"{self.registry} sent a listing of {what} that is not JSON", registry=self.registry
                 ) from None
-            page = body.get(key) if isinstance(body, dict) else None
-            items.extend(str(x) for x in page or [])
+            if not isinstance(body, dict) or key not in body:
+                # A registry always names the list, even when it is empty (`"tags": null`).
+                raise IntegrityError(
+                    f"{self.registry} answered the {what} listing without a {key!r} list: "
+                    "it does not look like a registry; check the -r address",
+                    registry=self.registry,
+                )
+            items.extend(str(x) for x in body[key] or [])
             url = _next_link(found.get("link", ""))
             if url is not None and "://" in url:
                 parts = urlsplit(url)

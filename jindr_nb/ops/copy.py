@@ -16,8 +16,9 @@ from dataclasses import dataclass, field
 
 from ..client import RegistryClient
 from ..errors import IntegrityError, NotFound
-from ..models import CopyRow, Descriptor, Index, Manifest, parse_manifest
+from ..models import CopyRow, Descriptor, Index, Manifest
 from ..refs import Ref
+from .fetch import fetch_manifest
 
 __all__ = ["CopyProgress", "copy_image", "CHUNKED_ABOVE"]
 
@@ -171,8 +172,7 @@ def _referrers(src: RegistryClient, repository: str, digest: str, tags: set[str]
 
 
 def _get(src: RegistryClient, repository: str, reference: str) -> Manifest | Index:
-    got = src.get_manifest(repository, reference)
-    return parse_manifest(got.raw, got.media_type, got.digest)
+    return fetch_manifest(src, repository, reference)
 
 
 def _copy_blob(

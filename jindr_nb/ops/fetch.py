@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from ..client import RegistryClient
+from ..client import ManifestBytes, RegistryClient
+from ..errors import RegistryError
 from ..models import Index, Manifest, Platform, config_created, parse_manifest
 from .cache import ContentCache
 
@@ -18,6 +19,21 @@ class ConfigInfo:
 
     platform: Platform
     created: object  # datetime | None
+
+
+def fetch_manifest(client: RegistryClient, repository: str, reference: str) -> Manifest | Index:
+    """A manifest from the registry API, parsed (no cache)."""
+    return parse_fetched(client.registry, repository, reference, client.get_manifest(repository, reference))
+
+
+def parse_fetched(registry: str, repository: str, reference: str, got: ManifestBytes) -> Manifest | Index:
+    """Parse what a registry sent for a manifest; an error says where it came from (a server that
+    is not a registry can answer 200 with anything)."""
+    try:
+        return parse_manifest(got.raw, got.media_type, got.digest)
+    except RegistryError as exc:
+        sep = "@" if ":" in reference else ":"
+        raise type(exc)(f"{registry} sent {repository}{sep}{reference}, but {exc}", registry=registry) from None
 
 
 class Fetcher:
@@ -37,7 +53,7 @@ class Fetcher:
             if hit is not None:
                 return parse_manifest(hit[1], hit[0], reference)
         got = self.client.get_manifest(repository, reference)
-        parsed = parse_manifest(got.raw, got.media_type, got.digest)
+        parsed = parse_fetched(self.client.registry, repository, reference, got)
         self.cache.put(got.digest, parsed.media_type, got.raw, persist=self.persist)
         return parsed
 

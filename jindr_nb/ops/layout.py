@@ -32,6 +32,7 @@ from ..models import (
     parse_manifest,
 )
 from ..refs import Ref, parse_ref
+from .fetch import fetch_manifest
 
 __all__ = ["load", "save"]
 
@@ -290,8 +291,7 @@ def save(client: RegistryClient, ref: Ref, path: Path) -> CopyRow:
     as_tar = path.suffix == ".tar"
     if path.exists() and (as_tar or any(path.iterdir())):
         raise InvalidReference(f"{path} already exists; choose a new path")
-    got = client.get_manifest(ref.repository, ref.reference)
-    top = parse_manifest(got.raw, got.media_type, got.digest)
+    top = fetch_manifest(client, ref.repository, ref.reference)
     work = Path(tempfile.mkdtemp(prefix="jindr-save-", dir=path.parent if as_tar else None)) if as_tar else path
     try:
         blobs_dir = work / "blobs" / "sha256"
@@ -321,8 +321,7 @@ def save(client: RegistryClient, ref: Ref, path: Path) -> CopyRow:
             put(manifest.digest, manifest.raw)
             if isinstance(manifest, Index):
                 for child in manifest.manifests:
-                    sub = client.get_manifest(ref.repository, child.digest)
-                    walk(parse_manifest(sub.raw, sub.media_type, sub.digest))
+                    walk(fetch_manifest(client, ref.repository, child.digest))
             else:
                 for blob in (manifest.config, *manifest.layers):
                     put(blob.digest)
