@@ -706,6 +706,18 @@ def _detail(detail: str) -> str:
 def _translate(exc: httpx.HTTPError, registry: str) -> RegistryError:
     import httpx
 
+    text = str(exc)
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        reason = text.rpartition("certificate verify failed:")[2].strip(" ()") or "not trusted"
+        return RegistryUnreachable(
+            f"{registry}'s TLS certificate is not trusted ({reason}); add its CA to SSL_CERT_FILE "
+            "(or use --insecure for plain HTTP)",
+            registry=registry,
+        )
+    if isinstance(exc, httpx.ConnectError) and "[SSL" in text:
+        return RegistryUnreachable(
+            f"TLS with {registry} failed ({text}); if it serves plain HTTP, use --insecure", registry=registry
+        )
     if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
         return RegistryUnreachable(
             f"no registry answers at {registry} — start one with `jindr start` (`%jindr start` in a notebook) "
