@@ -11,7 +11,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from ..client import RegistryClient
@@ -19,6 +18,7 @@ from ..errors import IntegrityError, NotFound
 from ..models import CopyRow, Descriptor, Index, Manifest
 from ..refs import Ref
 from .fetch import fetch_manifest
+from .pool import Cancelled, workers
 
 __all__ = ["CopyProgress", "copy_image", "CHUNKED_ABOVE"]
 
@@ -34,6 +34,8 @@ class CopyProgress:
     total: int = 0
     done: int = 0
     callback: Callable[[int, int], None] | None = None
+    #: Set when the copy is interrupted: transfers stop at their next chunk.
+    stop: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, n: int) -> None:
@@ -85,9 +87,9 @@ def copy_image(
         with lock:
             needed.append(desc)
 
-    with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="jindr-copy") as pool:
+    with workers(jobs, "jindr-copy") as pool:
         list(pool.map(check, graph.blobs.values()))
-        tracker = CopyProgress(total=sum(d.size for d in needed), callback=progress)
+        tracker = CopyProgress(total=sum(d.size for d in needed), callback=progress, stop=pool.stop)
         if progress is not None:
             progress(0, tracker.total)
 
@@ -204,6 +206,8 @@ def _copy_blob(
 def _counted(chunks: Iterator[bytes], desc: Descriptor, tracker: CopyProgress, registry: str) -> Iterator[bytes]:
     size = 0
     for chunk in chunks:
+        if tracker.stop.is_set():
+            raise Cancelled(f"copy of blob {desc.digest} stopped")
         size += len(chunk)
         if size > desc.size:
             raise IntegrityError(

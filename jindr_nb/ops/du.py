@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 
 from ..errors import NotFound
 from ..models import DuRow, Index, Manifest
 from .fetch import Fetcher
+from .pool import workers
 
 __all__ = ["disk_usage"]
 
@@ -52,7 +52,7 @@ def disk_usage(fetcher: Fetcher, repositories: Sequence[str] = (), *, jobs: int 
     for name in wanted:
         if name not in everything:
             fetcher.client.tags(name)  # raises the registry's own NotFound for an unknown repository
-    with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="jindr-du") as pool:
+    with workers(jobs, "jindr-du") as pool:
         contents = dict(zip(everything, pool.map(lambda r: _repo_content(fetcher, r), everything), strict=True))
     users: dict[str, int] = {}
     for _, _, blobs in contents.values():

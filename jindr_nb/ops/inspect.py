@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from functools import partial
 
@@ -11,13 +10,14 @@ from ..models import Descriptor, Index, Manifest, PlatformRow
 from ..refs import Ref
 from .fetch import Fetcher
 from .listing import DEFAULT_JOBS
+from .pool import workers
 
 __all__ = ["inspect_images"]
 
 
 def inspect_images(fetcher: Fetcher, refs: Sequence[Ref], *, jobs: int = DEFAULT_JOBS) -> list[PlatformRow]:
     """Rows for every image in `refs`, in the order given; an unknown image raises NotFound."""
-    with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="jindr-inspect") as pool:
+    with workers(jobs, "jindr-inspect") as pool:
         tops = list(pool.map(lambda ref: fetcher.manifest(ref.repository, ref.reference), refs))
         rows: list[PlatformRow] = []
         for ref, top in zip(refs, tops, strict=True):

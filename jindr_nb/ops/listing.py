@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 from ..errors import NotFound
 from ..models import ImageRow, Index, LongImageRow, Manifest, RepoRow, parse_manifest
 from ..refs import Ref
 from .fetch import Fetcher
+from .pool import workers
 
 __all__ = ["DEFAULT_JOBS", "list_images", "list_repositories", "image_row"]
 
@@ -36,7 +36,7 @@ def list_images(
     A `Ref` with a tag or digest selects just that image; without, every tag of its repository.
     """
     client = fetcher.client
-    with ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="jindr-list") as pool:
+    with workers(jobs, "jindr-list") as pool:
         if selection:
             wanted: list[tuple[str, str, bool]] = []
             whole = [ref.repository for ref in selection if not (ref.tag or ref.digest)]
