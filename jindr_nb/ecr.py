@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -48,6 +49,21 @@ def lifecycle_policy(keep: int) -> str:
     )
 
 
+class _DropTokenBodies(logging.Filter):
+    """Drops botocore's DEBUG record of a response body that carries an ECR authorization token."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "authorizationToken" not in record.getMessage()
+
+
+def _quiet_token_bodies() -> None:
+    # botocore.parsers logs every response body at DEBUG: with debug logging on (common in a
+    # notebook), get_authorization_token's answer, a registry password, would reach the log.
+    logger = logging.getLogger("botocore.parsers")
+    if not any(isinstance(f, _DropTokenBodies) for f in logger.filters):
+        logger.addFilter(_DropTokenBodies())
+
+
 @dataclass(frozen=True)
 class EcrTarget:
     """Where to copy: the ECR registry address, its credentials, and whether we created the repository."""
@@ -67,6 +83,7 @@ def ecr_target(
     import boto3
     from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
 
+    _quiet_token_bodies()
     try:
         session = boto3.session.Session(region_name=region) if region else boto3.session.Session()
         region = region or session.region_name

@@ -56,8 +56,13 @@ def _candidates() -> list[Runtime]:
 
 
 def find_managed(registry: str) -> tuple[Runtime, InstanceRow] | None:
-    """The runtime running (or holding a paused) `registry`, with its row; None when jindr runs none there."""
-    for runtime in _candidates():
+    """The runtime running (or holding a paused) `registry`, with its row; None when jindr runs none there.
+
+    A container jindr started on an engine that stopped answering comes back with status
+    `engine down`: acting on it then fails with the engine's own one-line error.
+    """
+    candidates = _candidates()
+    for runtime in candidates:
         if runtime.spec_of(registry) is not None:
             row = runtime.status(registry)
             if row is None:
@@ -66,15 +71,36 @@ def find_managed(registry: str) -> tuple[Runtime, InstanceRow] | None:
                     registry, runtime.name, "", "stopped", str(spec.storage) if spec else "", 0, "", "", "registry", ""
                 )
             return runtime, row
+    if not any(r.name == "docker" for r in candidates) and _docker_recorded(registry):
+        from .docker import DockerRuntime, engine_down_rows
+
+        down = engine_down_rows(registry)
+        if down:
+            return DockerRuntime(), down[0]
     return None
 
 
 def managed_instances() -> list[InstanceRow]:
-    """Every registry jindr runs on this machine, whichever runtime."""
+    """Every registry jindr runs on this machine, whichever runtime (those whose engine is down too)."""
     rows: list[InstanceRow] = []
-    for runtime in _candidates():
+    candidates = _candidates()
+    for runtime in candidates:
         rows.extend(runtime.instances())
+    if not any(r.name == "docker" for r in candidates) and _docker_recorded(None):
+        from .docker import engine_down_rows
+
+        rows.extend(engine_down_rows())
     return sorted(rows, key=lambda r: r.registry)
+
+
+def _docker_recorded(registry: str | None) -> bool:
+    """True when jindr's own records say it started a container (for `registry`, or any): cheap, no engine."""
+    from .base import port_of
+
+    directory = state_dir() / "docker"
+    if registry is None:
+        return directory.is_dir() and any(directory.glob("*.json"))
+    return (directory / f"{port_of(registry)}.json").exists()
 
 
 def local_storage(registry: str) -> str | None:

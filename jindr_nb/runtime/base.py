@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import time
 from collections.abc import Callable
@@ -19,14 +20,19 @@ __all__ = [
     "Runtime",
     "RegistrySpec",
     "dir_size",
+    "make_storage",
     "port_of",
     "port_holder",
+    "private_dirs",
     "registry_config",
     "state_dir",
     "wait_ready",
 ]
 
 DEFAULT_STORAGE = "~/.jindr"
+
+# Docker's own rule for container names; the process runtime keeps the name only as a label.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 
 
 def state_dir() -> Path:
@@ -37,8 +43,15 @@ def state_dir() -> Path:
         if explicit
         else Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "jindr_nb"
     )
-    base.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dirs(base)
     return base
+
+
+def private_dirs(path: Path) -> None:
+    """`mkdir -p` where every directory created (parents too) is mode 0700; existing ones are left as they are."""
+    missing = [p for p in (path, *path.parents) if not p.exists()]
+    for directory in reversed(missing):
+        directory.mkdir(mode=0o700, exist_ok=True)
 
 
 @dataclass(frozen=True)
@@ -76,6 +89,10 @@ class RegistrySpec:
         path = Path(os.path.expanduser(str(storage or os.environ.get("JINDR_STORAGE") or DEFAULT_STORAGE))).resolve()
         if proxy_url and not proxy_url.startswith(("http://", "https://")):
             raise InvalidReference(f"invalid --proxy {proxy_url!r}: expected http(s)://HOST[:PORT]")
+        if name and not _NAME.fullmatch(name):
+            raise InvalidReference(
+                f"invalid --name {name!r}: use letters, digits, '_', '.' and '-' (starting with a letter or digit)"
+            )
         return cls(registry, path, name or default_name(registry), proxy_url, proxy_username, proxy_password)
 
     @property
@@ -223,6 +240,17 @@ def wait_port_free(port: int, timeout: float = 3.0) -> bool:
             return False
         time.sleep(0.02)
     return True
+
+
+def make_storage(path: Path) -> None:
+    """Create the storage directory (mode 0700) and check that it can be written, or say why not."""
+    try:
+        private_dirs(path)
+    except OSError as exc:
+        raise RuntimeFailure(f"cannot create the storage directory {path}: {exc.strerror}") from None
+    # os.access asks the file system too: a read-only mount refuses even root, which bare mode bits do not.
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise RuntimeFailure(f"the storage directory {path} is not writable; choose another with -d DIR")
 
 
 def dir_size(path: Path) -> int:

@@ -9,6 +9,7 @@ images behave the same.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,9 +17,9 @@ from typing import Any
 from ..errors import ImageUnavailable, RuntimeFailure
 from ..models import InstanceRow
 from ..refs import is_loopback
-from .base import RegistrySpec, port_holder, wait_port_free, wait_ready
+from .base import RegistrySpec, make_storage, port_holder, wait_port_free, wait_ready
 
-__all__ = ["DEFAULT_IMAGE", "DockerRuntime", "engine_answers"]
+__all__ = ["DEFAULT_IMAGE", "DockerRuntime", "engine_answers", "engine_down_rows"]
 
 DEFAULT_IMAGE = "registry:3"
 LABEL_REGISTRY = "jindr_nb.registry"
@@ -26,6 +27,8 @@ LABEL_STORAGE = "jindr_nb.storage"
 LABEL_UPSTREAM = "jindr_nb.upstream"
 CONTAINER_ROOT = "/var/lib/registry"
 CONTAINER_PORT = 5000
+# An image reference as Docker spells it: no spaces, quotes or shell characters reach the engine.
+_IMAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@+-]{0,254}")
 
 
 def engine_answers(timeout: float = 2.0) -> bool:
@@ -52,6 +55,8 @@ class DockerRuntime:
     def __init__(self, client: Any = None, image: str | None = None) -> None:
         self._client = client
         self.image = image or os.environ.get("JINDR_REGISTRY_IMAGE") or DEFAULT_IMAGE
+        if not _IMAGE.fullmatch(self.image):
+            raise RuntimeFailure(f"invalid registry image {self.image!r}: expected NAME[:TAG][@DIGEST]")
 
     @property
     def client(self) -> Any:
@@ -76,10 +81,7 @@ class DockerRuntime:
                 f"port {spec.port} is already in use{' by ' + holder if holder else ''}; "
                 "choose another with -r localhost:PORT"
             )
-        try:
-            spec.storage.mkdir(parents=True, exist_ok=True, mode=0o700)
-        except OSError as exc:
-            raise RuntimeFailure(f"cannot create the storage directory {spec.storage}: {exc.strerror}") from None
+        make_storage(spec.storage)
         self._ensure_image(progress)
         host_network = bool(spec.proxy_url) and _loopback_url(spec.proxy_url)
         env = {
@@ -139,7 +141,7 @@ class DockerRuntime:
                 pass
             raise
         container.reload()
-        _record(spec.registry, container.name)
+        _record(spec.registry, container.name, str(spec.storage), self.image)
         return self._row(container)
 
     def stop(self, registry: str) -> InstanceRow | None:
@@ -270,6 +272,8 @@ class DockerRuntime:
             return
         except ImageNotFound:
             pass
+        except DockerException as exc:  # e.g. 400 "invalid reference format"
+            raise ImageUnavailable(f"docker cannot use the image {self.image!r}: {_short(exc)}") from None
         repository, _, tag = self.image.rpartition(":") if ":" in self.image.split("/")[-1] else (self.image, "", "")
         try:
             for event in self.client.api.pull(repository, tag=tag or "latest", stream=True, decode=True):
@@ -323,12 +327,16 @@ def _shared_client() -> Any:
     from docker.errors import DockerException
 
     key = os.environ.get("DOCKER_HOST", "")
+    if _socket_missing():
+        # Checked first: the SDK leaks its socket when the engine is absent at construction, and a
+        # client kept from before the engine stopped would fail with requests' errors, not docker's.
+        stale = _CLIENTS.pop(key, None)
+        if stale is not None:
+            stale.close()
+        raise RuntimeFailure(_no_engine(ConnectionError(f"nothing answers at {key or '/var/run/docker.sock'}")))
     client = _CLIENTS.get(key)
     if client is not None:
         return client
-    if _socket_missing():
-        # Checked first: the SDK leaks its socket when the engine is absent at construction.
-        raise RuntimeFailure(_no_engine(FileNotFoundError(f"no socket at {key or '/var/run/docker.sock'}")))
     try:
         client = docker.from_env(timeout=30)
     except DockerException as exc:
@@ -381,19 +389,83 @@ def _no_engine(exc: BaseException) -> str:
     )
 
 
-def _record(registry: str, container: str | None) -> None:
-    """jindr's own note that it runs a container for `registry` (lets listing skip the engine otherwise)."""
+def _record(registry: str, container: str | None, storage: str = "", image: str = "") -> None:
+    """jindr's own note that it runs a container for `registry` (lets listing skip the engine otherwise).
+
+    It also names the engine, storage and image, so that `status` and `info` can still say what
+    jindr started there when that engine stops answering.
+    """
+    import json
+
+    from .base import port_of, private_dirs, state_dir
+
+    directory = state_dir() / "docker"
+    private_dirs(directory)
+    path = directory / f"{port_of(registry)}.json"
+    if container is None:
+        path.unlink(missing_ok=True)
+        return
+    record = {
+        "registry": registry,
+        "container": container,
+        "docker_host": os.environ.get("DOCKER_HOST", ""),
+        "storage": storage,
+        "image": image,
+    }
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(json.dumps(record))
+
+
+ENGINE_DOWN = "engine down"
+
+
+def engine_down_rows(registry: str | None = None) -> list[InstanceRow]:
+    """Rows for the containers jindr started on an engine that no longer answers (status `engine down`).
+
+    The registry in such a container is not reachable (Docker stops its containers when it stops),
+    and nothing about it can be changed until the engine is back: `start` then recovers it.
+    """
     import json
 
     from .base import port_of, state_dir
 
     directory = state_dir() / "docker"
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path = directory / f"{port_of(registry)}.json"
-    if container is None:
-        path.unlink(missing_ok=True)
-    else:
-        path.write_text(json.dumps({"registry": registry, "container": container}))
+    paths = [directory / f"{port_of(registry)}.json"] if registry else sorted(directory.glob("*.json"))
+    current = os.environ.get("DOCKER_HOST", "")
+    rows = []
+    for path in paths:
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if not isinstance(record, dict) or not record.get("registry"):
+            continue
+        if registry is not None and record["registry"] != registry:
+            continue
+        host = str(record.get("docker_host", current))
+        if host == current:
+            down = not engine_answers()
+        elif host.startswith("unix://"):
+            down = not unix_engine_pings(host[len("unix://") :])
+        else:
+            continue  # another tcp:// or ssh:// engine: not ours to judge from here
+        if down:
+            rows.append(
+                InstanceRow(
+                    registry=str(record["registry"]),
+                    runtime="docker",
+                    name=str(record.get("container", "")),
+                    status=ENGINE_DOWN,
+                    storage=str(record.get("storage", "")),
+                    size=0,
+                    image=str(record.get("image", "")),
+                    version="",
+                    mode="registry",
+                    upstream="",
+                )
+            )
+    return rows
 
 
 def _loopback_url(url: str) -> bool:

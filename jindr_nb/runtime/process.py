@@ -13,11 +13,25 @@ from pathlib import Path
 
 from ..errors import RuntimeFailure
 from ..models import InstanceRow
-from .base import RegistrySpec, port_holder, port_of, registry_config, state_dir, wait_port_free, wait_ready
+from .base import (
+    RegistrySpec,
+    make_storage,
+    port_holder,
+    port_of,
+    private_dirs,
+    registry_config,
+    state_dir,
+    wait_port_free,
+    wait_ready,
+)
 
 __all__ = ["ProcessRuntime", "find_binary"]
 
 _BINARY_NAMES = ("registry", "docker-registry")
+
+# Registries this process spawned: the only pids it may reap (waitpid on any other pid could
+# steal the exit status of a child that belongs to someone else in the same kernel).
+_CHILDREN: set[int] = set()
 
 
 def find_binary(explicit: str | None = None) -> str | None:
@@ -58,7 +72,7 @@ class ProcessRuntime:
     @property
     def state(self) -> Path:
         base = (self._state or state_dir()) / "process"
-        base.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_dirs(base)
         return base
 
     def _dir(self, registry: str) -> Path:
@@ -83,9 +97,9 @@ class ProcessRuntime:
                 f"port {spec.port} is already in use{' by ' + holder if holder else ''}; "
                 f"choose another with -r localhost:PORT"
             )
-        _make_storage(spec.storage)
+        make_storage(spec.storage)
         workdir = self._dir(spec.registry)
-        workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_dirs(workdir)
         config = workdir / "config.yml"
         config.write_text(registry_config(spec, f"127.0.0.1:{spec.port}", str(spec.storage)))
         config.chmod(0o600)
@@ -130,7 +144,7 @@ class ProcessRuntime:
 
     def pause(self, registry: str) -> None:
         state = self._load(registry)
-        if state is not None and _alive(state["pid"]) and _start_ticks(state["pid"]) == state.get("start_ticks"):
+        if state is not None and _is_ours(state):
             _terminate(state["pid"])
             wait_port_free(port_of(registry))
 
@@ -154,9 +168,8 @@ class ProcessRuntime:
         rows = []
         for path in sorted(self.state.glob("*/state.json")):
             state = _read_json(path)
-            row = self._row(state) if state else None
-            if row is not None and row.status != "stopped":
-                rows.append(row)
+            if state:
+                rows.append(self._row(state))  # a registry that died is listed too, as stopped
         return rows
 
     def spec_of(self, registry: str) -> RegistrySpec | None:
@@ -193,9 +206,9 @@ class ProcessRuntime:
     def _load(self, registry: str) -> dict | None:
         return _read_json(self._dir(registry) / "state.json")
 
-    def _row(self, state: dict) -> InstanceRow | None:
+    def _row(self, state: dict) -> InstanceRow:
         pid = int(state.get("pid", 0))
-        alive = pid > 0 and _alive(pid) and _start_ticks(pid) == state.get("start_ticks")
+        alive = _is_ours(state)
         return InstanceRow(
             registry=state["registry"],
             runtime=self.name,
@@ -210,15 +223,6 @@ class ProcessRuntime:
         )
 
 
-def _make_storage(path: Path) -> None:
-    try:
-        path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    except OSError as exc:
-        raise RuntimeFailure(f"cannot create the storage directory {path}: {exc.strerror}") from None
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise RuntimeFailure(f"the storage directory {path} is not writable; choose another with -d DIR")
-
-
 def _spawn(argv: list[str], env: dict[str, str], log_path: Path) -> int:
     """Start a detached process (own session, stdin /dev/null, output appended to the log); its pid.
 
@@ -231,18 +235,41 @@ def _spawn(argv: list[str], env: dict[str, str], log_path: Path) -> int:
         (os.POSIX_SPAWN_DUP2, 1, 2),
     ]
     try:
-        return os.posix_spawn(argv[0], argv, env, file_actions=actions, setsid=True)
+        pid = os.posix_spawn(argv[0], argv, env, file_actions=actions, setsid=True)
     except OSError as exc:
         raise RuntimeFailure(f"could not run {argv[0]}: {exc.strerror}") from None
+    _CHILDREN.add(pid)
+    return pid
+
+
+def _is_ours(state: dict) -> bool:
+    """True when the pid file's process is alive and is the registry jindr started, not a reused pid.
+
+    The start time tells a reused pid; the command line (`registry serve CONFIG`) also tells a
+    state file that was copied or edited by hand, so jindr never signals an unrelated process.
+    """
+    try:
+        pid = int(state.get("pid", 0))
+    except (TypeError, ValueError):
+        return False
+    if pid <= 1 or pid == os.getpid() or not _alive(pid) or _start_ticks(pid) != state.get("start_ticks"):
+        return False
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return b"serve" in argv and os.fsencode(str(state.get("config", ""))) in argv
 
 
 def _alive(pid: int) -> bool:
-    try:
-        done, _ = os.waitpid(pid, os.WNOHANG)  # reap it if it is our child and has exited
-        if done == pid:
-            return False
-    except ChildProcessError:
-        pass  # not our child (started by another kernel or CLI): ask /proc
+    if pid in _CHILDREN:
+        try:
+            done, _ = os.waitpid(pid, os.WNOHANG)  # reap the registry we spawned once it has exited
+            if done == pid:
+                _CHILDREN.discard(pid)
+                return False
+        except ChildProcessError:
+            _CHILDREN.discard(pid)
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
