@@ -328,3 +328,110 @@ class ImageFactory:
         return Pushed(
             repository, digest, media_type, {"/".join(p for p in platform if p): digest}, [], list(tags), size, created
         )
+
+
+def fill_many(client: RegistryClient, repos: int, tags: int, *, prefix: str = "load", jobs: int = 8) -> dict[str, str]:
+    """`repos` repositories of `tags` tags each, every tag its own small image; {"repo:tag": digest}.
+
+    One layer is uploaded once and cross-repository mounted everywhere else; each tag gets its own
+    config (so its own digest). About 3 requests per tag, through the registry's API.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    layer, diff_id = make_layer(256, random.Random(repos * 1000 + tags))
+    first = f"{prefix}/r0000"
+    layer_digest = _digest(layer)
+    if client.head_blob(first, layer_digest) is None:
+        client.upload_blob(first, layer, layer_digest)
+
+    def one(i: int) -> dict[str, str]:
+        repo = f"{prefix}/r{i:04d}"
+        if i and not client.mount_blob(repo, layer_digest, first):
+            client.upload_blob(repo, layer, layer_digest)
+        made = {}
+        for t in range(tags):
+            config = _canon(
+                {
+                    "architecture": "amd64",
+                    "os": "linux",
+                    "created": f"2026-01-01T00:{t:02d}:{i % 60:02d}Z",
+                    "config": {"Labels": {"repo": repo, "tag": str(t)}},
+                    "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+                }
+            )
+            config_digest = _digest(config)
+            client.upload_blob(repo, config, config_digest)
+            manifest = _canon(
+                {
+                    "schemaVersion": 2,
+                    "mediaType": OCI_MANIFEST,
+                    "config": {"mediaType": OCI_CONFIG, "digest": config_digest, "size": len(config)},
+                    "layers": [{"mediaType": OCI_LAYER, "digest": layer_digest, "size": len(layer)}],
+                }
+            )
+            made[f"{repo}:v{t}"] = client.put_manifest(repo, f"v{t}", manifest, OCI_MANIFEST)
+        return made
+
+    found: dict[str, str] = {}
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        for made in pool.map(one, range(repos)):
+            found.update(made)
+    return found
+
+
+def fill_storage(root: Path, repos: int, tags: int, *, prefix: str = "load") -> dict[str, str]:
+    """Write `repos` x `tags` small images straight into a registry storage tree (the registry's own
+    layout), for load tests that would otherwise spend minutes pushing. Start the registry after.
+
+    Returns {"repo:tag": digest}. Every tag is its own image (own config, so own digest) over one
+    shared layer.
+    """
+    v2 = root / "docker" / "registry" / "v2"
+
+    def put_blob(data: bytes) -> str:
+        digest = _digest(data)
+        hexpart = digest.split(":", 1)[1]
+        path = v2 / "blobs" / "sha256" / hexpart[:2] / hexpart / "data"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+        return digest
+
+    def link(path: Path, digest: str) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "link").write_text(digest)
+
+    layer, diff_id = make_layer(256, random.Random(repos * 1000 + tags))
+    layer_digest = put_blob(layer)
+    found: dict[str, str] = {}
+    for i in range(repos):
+        repo = f"{prefix}/r{i:04d}"
+        base = v2 / "repositories" / repo
+        link(base / "_layers" / "sha256" / layer_digest[7:], layer_digest)
+        for t in range(tags):
+            config = _canon(
+                {
+                    "architecture": "amd64",
+                    "os": "linux",
+                    "created": f"2026-01-01T00:{t:02d}:{i % 60:02d}Z",
+                    "config": {"Labels": {"repo": repo, "tag": str(t)}},
+                    "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+                }
+            )
+            config_digest = put_blob(config)
+            link(base / "_layers" / "sha256" / config_digest[7:], config_digest)
+            manifest = _canon(
+                {
+                    "schemaVersion": 2,
+                    "mediaType": OCI_MANIFEST,
+                    "config": {"mediaType": OCI_CONFIG, "digest": config_digest, "size": len(config)},
+                    "layers": [{"mediaType": OCI_LAYER, "digest": layer_digest, "size": len(layer)}],
+                }
+            )
+            digest = put_blob(manifest)
+            link(base / "_manifests" / "revisions" / "sha256" / digest[7:], digest)
+            tag_dir = base / "_manifests" / "tags" / f"v{t}"
+            link(tag_dir / "current", digest)
+            link(tag_dir / "index" / "sha256" / digest[7:], digest)
+            found[f"{repo}:v{t}"] = digest
+    return found
