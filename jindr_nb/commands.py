@@ -125,6 +125,8 @@ class Session:
         for client in self._clients.values():
             client.close()
         self._clients.clear()
+        if self._cache is not None:
+            self._cache.close()
 
 
 def _to_stderr(text: str) -> None:

@@ -74,17 +74,15 @@ class StorageLayout:
 
     def has_revision(self, repository: str, digest: str) -> bool:
         algorithm, _, hexpart = digest.partition(":")
-        return (
-            _read_link(self.repo_dir(repository) / "_manifests" / "revisions" / algorithm / hexpart / "link") == digest
-        )
+        return _read_link(f"{self._repos}/{repository}/_manifests/revisions/{algorithm}/{hexpart}/link") == digest
 
     def has_layer_link(self, repository: str, digest: str) -> bool:
         algorithm, _, hexpart = digest.partition(":")
-        return _read_link(self.repo_dir(repository) / "_layers" / algorithm / hexpart / "link") == digest
+        return _read_link(f"{self._repos}/{repository}/_layers/{algorithm}/{hexpart}/link") == digest
 
-    def blob_path(self, digest: str) -> Path:
+    def blob_path(self, digest: str) -> str:
         algorithm, _, hexpart = digest.partition(":")
-        return self.blobs_dir / algorithm / hexpart[:2] / hexpart / "data"
+        return f"{self._blobs}/{algorithm}/{hexpart[:2]}/{hexpart}/data"
 
     def read_blob(self, digest: str, limit: int) -> bytes | None:
         try:

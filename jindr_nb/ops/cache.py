@@ -38,6 +38,7 @@ class ContentCache:
         self._lock = threading.Lock()
         self._disk_ok = self.directory is not None
         self._summaries: dict[str, dict] | None = None
+        self._append_fd: int | None = None
 
     def get_summary(self, digest: str) -> dict | None:
         """A small derived record for a manifest digest (immutable, like the content it describes)."""
@@ -58,15 +59,23 @@ class ContentCache:
                 return
             line = (json.dumps({"d": digest, **summary}, separators=(",", ":")) + "\n").encode()
             try:
-                self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-                # O_APPEND: concurrent writers (two kernels) interleave whole lines, never mix them.
-                fd = os.open(self.directory / "summaries-v2.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-                try:
-                    os.write(fd, line)
-                finally:
-                    os.close(fd)
+                if self._append_fd is None:
+                    self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+                    # O_APPEND: concurrent writers (two kernels) interleave whole lines, never mix them.
+                    # Opened once per cache, not per record: a cold listing appends thousands.
+                    self._append_fd = os.open(
+                        self.directory / "summaries-v2.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600
+                    )
+                os.write(self._append_fd, line)
             except OSError:
                 self._disk_ok = False
+
+    def close(self) -> None:
+        """Close the summaries file (reopened on the next record)."""
+        with self._lock:
+            if self._append_fd is not None:
+                os.close(self._append_fd)
+                self._append_fd = None
 
     def _load_summaries(self) -> dict[str, dict]:
         found: dict[str, dict] = {}
