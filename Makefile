@@ -42,6 +42,7 @@ bench:
 	$(MAKE) venv
 	$(PY) tests/benchmarks/run.py
 	$(PY) tests/benchmarks/copybench.py
+	$(PY) tests/benchmarks/loadbench.py
 	$(PY) tools/readme.py
 
 clean:

@@ -15,9 +15,33 @@ def replace(text: str, name: str, body: str) -> str:
     return head + start + body.strip() + "\n" + end + tail
 
 
+def reliability_table(counts: Path) -> str:
+    """The case counts the reliability test modules wrote in the last `make test` (tests/.counts/)."""
+    import json
+
+    names = {
+        "badinput": ("Bad input (CLI and `%jindr`, plus a real kernel and the executable)", "bad_inputs"),
+        "hostile": ("Hostile registry answers through a fault-injecting proxy", "hostile_cases"),
+        "kill": ("Kills and Ctrl-C in the middle of cp, load, rmr, gc, listing", "fault_cases"),
+        "runtime_faults": ("Runtime faults (engine down, SIGKILL, stale pid, read-only, disk full)", "fault_cases"),
+        "load": ("Load: 2,000 repositories x 5 tags, listings during writes", "load_cases"),
+        "security": ("Security (loopback only, 0700, no shell, secrets never shown)", "security_cases"),
+    }
+    lines = ["| area | cases tried |", "|---|---|"]
+    for stem, (label, key) in names.items():
+        path = counts / f"{stem}.json"
+        if path.exists():
+            record = json.loads(path.read_text())
+            lines.append(f"| {label} | {record.get(key, 0):,} |")
+    return "\n".join(lines)
+
+
 text = replace(path.read_text(), "commands", reference_markdown())
-results = [ROOT / "tests" / "benchmarks" / n for n in ("results-core.md", "results-copy.md")]
+results = [ROOT / "tests" / "benchmarks" / n for n in ("results-core.md", "results-copy.md", "results-load.md")]
 found = [p.read_text() for p in results if p.exists()]
 if found:
     text = replace(text, "bench", "\n".join(found))
+counts = ROOT / "tests" / ".counts"
+if "<!-- reliability:start -->" in text and counts.is_dir():
+    text = replace(text, "reliability", reliability_table(counts))
 path.write_text(text)
