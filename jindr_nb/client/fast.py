@@ -8,6 +8,9 @@ request line itself and reads a `Content-Length` body. It handles exactly one ca
 a Content-Length body within the limit — and answers None for everything else (redirects, 401
 challenges, errors, chunked bodies, broken connections); the caller then sends that request
 through the general httpx path, so auth, retries and error translation live in one place.
+Two answers are not "try the general path at once": a retryable status (429, 5xx) raises `Busy`
+so the caller waits (Retry-After) before asking again, and a timeout raises `TimeoutError` so a
+stalled registry costs one timeout, not one per path.
 """
 
 from __future__ import annotations
@@ -17,9 +20,23 @@ import ssl
 import threading
 from collections.abc import Mapping
 
-__all__ = ["FastGet"]
+__all__ = ["Busy", "FastGet"]
 
 _MAX_HEADER_LINES = 100
+_RETRY_STATUS = frozenset({b"429", b"500", b"502", b"503", b"504"})
+
+
+class Busy(Exception):
+    """The registry answered a retryable status; `retry_after` is its Retry-After header, if any."""
+
+    def __init__(self, status: int, retry_after: str | None) -> None:
+        super().__init__(status, retry_after)
+        self.status = status
+        self.retry_after = retry_after
+
+
+class _Stale(ConnectionResetError):
+    """The connection closed before any answer: an idle keep-alive connection the registry dropped."""
 
 
 class _Conn:
@@ -59,7 +76,10 @@ class FastGet:
         self._closed = False
 
     def get(self, path: str, headers: Mapping[str, str], limit: int) -> tuple[dict[str, str], bytes] | None:
-        """(lower-cased headers, body) of a 200 answer within `limit` bytes, else None."""
+        """(lower-cased headers, body) of a 200 answer within `limit` bytes, else None.
+
+        Raises `Busy` for a retryable status and `TimeoutError` when the registry stops answering.
+        """
         request = (
             f"GET {path} HTTP/1.1\r\nHost: {self.netloc}\r\n"
             + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
@@ -70,12 +90,23 @@ class FastGet:
             if conn is None:
                 return None
             try:
-                conn.sock.sendall(request.encode("latin-1"))
+                try:
+                    conn.sock.sendall(request.encode("latin-1"))
+                except TimeoutError:
+                    raise
+                except OSError as exc:
+                    raise _Stale(str(exc)) from None
                 answer = self._read(conn, limit)
-            except (OSError, ValueError, UnicodeError):
+            except (TimeoutError, Busy):
+                conn.close()
+                raise
+            except _Stale:
                 conn.close()
                 if reused and attempt == 0:
                     continue  # the registry closed an idle keep-alive connection: once more on a new one
+                return None
+            except (OSError, ValueError, UnicodeError):
+                conn.close()  # broken mid-answer: the general path asks again, within the retry budget
                 return None
             if answer is None:
                 conn.close()
@@ -98,9 +129,9 @@ class FastGet:
     def _read(self, conn: _Conn, limit: int) -> tuple[dict[str, str], bytes, bool] | None:
         status_line = conn.reader.readline(8192)
         if not status_line:
-            raise ConnectionResetError("closed before answering")
+            raise _Stale("closed before answering")
         parts = status_line.split(None, 2)
-        if len(parts) < 2 or parts[1] != b"200":
+        if len(parts) < 2 or (parts[1] != b"200" and parts[1] not in _RETRY_STATUS):
             return None
         headers: dict[str, str] = {}
         for _ in range(_MAX_HEADER_LINES):
@@ -114,6 +145,8 @@ class FastGet:
                 headers[name.strip().lower()] = value.strip()
         else:
             return None
+        if parts[1] != b"200":
+            raise Busy(int(parts[1]), headers.get("retry-after"))
         length = headers.get("content-length", "")
         if not length.isdigit() or int(length) > limit or "transfer-encoding" in headers:
             return None

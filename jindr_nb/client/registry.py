@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
@@ -34,7 +35,7 @@ from ..models import (
 )
 from ..refs import parse_registry, scheme_for
 from .auth import Challenge, Credentials, TokenCache, docker_credentials, parse_challenge
-from .fast import FastGet
+from .fast import Busy, FastGet
 
 if TYPE_CHECKING:
     import httpx
@@ -47,6 +48,7 @@ _PAGE = 1000  # newer registries refuse n above their maxentries (default 1000)
 _MAX_PAGES = 10_000
 _MAX_BLOB_IN_MEMORY = 64 * 1024 * 1024
 _MAX_PAGE_BYTES = 16 * 1024 * 1024
+_MAX_RETRY_AFTER = 10.0  # a registry asking for a longer wait gets an error that says so, not a hang
 CHUNK = 8 * 1024 * 1024
 
 
@@ -73,12 +75,13 @@ class RegistryClient:
         insecure: bool = False,
         credentials: Credentials | None = None,
         docker_config: str | None = None,
-        timeout: float = 30.0,
+        timeout: float | None = None,
         connect_timeout: float = 5.0,
         retries: int = 3,
         pool: int = 16,
     ) -> None:
         self.registry = parse_registry(registry)
+        timeout = _default_timeout() if timeout is None else timeout
         self.scheme = "http" if insecure else scheme_for(self.registry)
         self.base_url = f"{self.scheme}://{self.registry}"
         self.retries = retries
@@ -144,7 +147,7 @@ class RegistryClient:
 
     def ping(self) -> dict[str, str]:
         """GET /v2/: succeed when a distribution registry answers; return its identifying headers."""
-        fast = self._fast.get("/v2/", {"User-Agent": "jindr_nb"}, 65536) if self._fast is not None else None
+        fast = self._fast_get("/v2/", {"User-Agent": "jindr_nb"}, 65536, "GET /v2/")[0]
         if fast is not None:
             status, headers = 200, fast[0]
         else:
@@ -296,15 +299,21 @@ class RegistryClient:
 
     @contextmanager
     def open_blob(self, repository: str, digest: str) -> Iterator[httpx.Response]:
-        """A streaming response for a blob (redirects followed); the caller reads and verifies it."""
+        """A streaming response for a blob (redirects followed); the caller reads and verifies it.
+
+        A body that breaks off or stalls raises a JindrError naming this registry and blob, not an
+        httpx error (which, read inside another registry's upload, would be blamed on that one).
+        """
+        what = f"blob {digest} in {repository}"
         with self._stream(
             "GET",
             f"/v2/{repository}/blobs/{digest}",
             ok=(200,),
             scope=f"repository:{repository}:pull",
-            what=f"blob {digest} in {repository}",
+            what=what,
             follow=True,
         ) as resp:
+            resp.stream = _guarded_stream()(resp.stream, self.registry, what)
             yield resp
 
     def mount_blob(self, repository: str, digest: str, source_repository: str) -> bool:
@@ -414,24 +423,55 @@ class RegistryClient:
             self.ping()
         hdrs = dict(headers or {})
         hdrs.update(self._auth_headers(scope))
-        fast = None
-        if self._fast is not None:
-            next(self._sent)
-            fast = self._fast.get(path, {"User-Agent": "jindr_nb", **hdrs}, limit)
+        fast, tried = self._fast_get(path, {"User-Agent": "jindr_nb", **hdrs}, limit, what)
         if fast is not None:
             return fast
         # Anything but a plain 200 (auth challenge, redirect, error, broken connection): the general path.
-        with self._stream("GET", path, ok=(200,), scope=scope, headers=headers, what=what, follow=follow) as resp:
-            declared = resp.headers.get("Content-Length", "")
-            if declared.isdigit() and int(declared) > limit:
-                raise Unsupported(f"{what} is {declared} bytes, over the {limit}-byte limit", registry=self.registry)
-            body = self._read_capped(resp, limit, what)
-            return {k.lower(): v for k, v in resp.headers.items()}, body
+        while True:
+            with self._stream(
+                "GET", path, ok=(200,), scope=scope, headers=headers, what=what, follow=follow, tried=tried
+            ) as resp:
+                tried += 1
+                declared = resp.headers.get("Content-Length", "")
+                if declared.isdigit() and int(declared) > limit:
+                    raise Unsupported(
+                        f"{what} is {declared} bytes, over the {limit}-byte limit", registry=self.registry
+                    )
+                try:
+                    body = self._read_capped(resp, limit, what)
+                except IntegrityError:  # a truncated body: the same GET again, within the retry budget
+                    if tried > self.retries:
+                        raise
+                    _backoff(tried)
+                    continue
+                return {k.lower(): v for k, v in resp.headers.items()}, body
+
+    def _fast_get(
+        self, path: str, headers: dict[str, str], limit: int, what: str
+    ) -> tuple[tuple[dict[str, str], bytes] | None, int]:
+        """The fast path's answer (None: use the general path) and the attempts it used up."""
+        if self._fast is None:
+            return None, 0
+        next(self._sent)
+        try:
+            return self._fast.get(path, headers, limit), 0
+        except TimeoutError:
+            raise RegistryUnreachable(
+                f"{self.registry} stopped answering during {what} (timed out); is it overloaded or stalled?",
+                registry=self.registry,
+            ) from None
+        except Busy as busy:
+            # A 429/5xx is the first attempt: wait as asked, and the general path retries the rest.
+            wait = _retry_after(busy.retry_after)
+            if self.retries and wait <= _MAX_RETRY_AFTER:
+                _backoff(1, wait)
+            return None, 1
 
     def _paginate(self, path: str, key: str, *, scope: str, what: str) -> list[str]:
         items: list[str] = []
         url: str | None = f"{path}?n={_PAGE}"
         seen: set[str] = set()
+        known: set[str] = set()
         page_size = _PAGE
         while url is not None:
             if len(seen) >= _MAX_PAGES or url in seen:
@@ -462,8 +502,18 @@ class RegistryClient:
                     "it does not look like a registry; check the -r address",
                     registry=self.registry,
                 )
-            items.extend(str(x) for x in body[key] or [])
+            page = [str(x) for x in body[key] or []]
+            fresh = [x for x in page if x not in known]
+            items.extend(page)
+            known.update(fresh)
             url = _next_link(found.get("link", ""))
+            if url is not None and not fresh:
+                # Distinct URLs replaying old entries (or none) would otherwise go on for _MAX_PAGES pages.
+                raise IntegrityError(
+                    f"{self.registry} sent a pagination loop listing {what} (a page with nothing new, "
+                    f"then a link to {url})",
+                    registry=self.registry,
+                )
             if url is not None and "://" in url:
                 parts = urlsplit(url)
                 if parts.netloc != self.registry:
@@ -482,17 +532,22 @@ class RegistryClient:
 
         parts: list[bytes] = []
         total = 0
+        expected = resp.headers.get("Content-Length") or "?"
         try:
             for chunk in resp.iter_bytes():
                 total += len(chunk)
                 if total > limit:
                     raise Unsupported(f"{what} is larger than {limit} bytes", registry=self.registry)
                 parts.append(chunk)
-        except httpx.HTTPError as exc:
-            raise _translate(exc, self.registry) from exc
+        except httpx.TimeoutException as exc:
+            raise _translate(exc, self.registry, what) from exc
+        except httpx.HTTPError:
+            raise IntegrityError(
+                f"{what}: body truncated ({self.registry} closed the connection after {total} of {expected} bytes)",
+                registry=self.registry,
+            ) from None
         data = b"".join(parts)
-        expected = resp.headers.get("Content-Length")
-        if expected is not None and expected.isdigit() and int(expected) != len(data):
+        if expected.isdigit() and int(expected) != len(data):
             raise IntegrityError(f"{what}: body truncated ({len(data)} of {expected} bytes)", registry=self.registry)
         return data
 
@@ -503,7 +558,7 @@ class RegistryClient:
             try:
                 resp.read()
             except httpx.HTTPError as exc:
-                raise _translate(exc, self.registry) from exc
+                raise _translate(exc, self.registry, str(kw.get("what") or "")) from exc
             return resp
 
     @contextmanager
@@ -522,8 +577,12 @@ class RegistryClient:
         follow: bool = False,
         auth: bool = True,
         check_registry: bool = True,
+        tried: int = 0,
     ) -> Iterator[httpx.Response]:
-        """Send with auth, retries and redirects; yield a response whose status is in `ok`."""
+        """Send with auth, retries and redirects; yield a response whose status is in `ok`.
+
+        `tried` attempts of the retry budget are spent already (by the fast path, or a truncated body).
+        """
         import httpx
 
         if check_registry and not self._checked:
@@ -531,7 +590,7 @@ class RegistryClient:
         retry = method in _IDEMPOTENT if retry is None else retry
         attempts = (self.retries + 1) if retry else 1
         authed = False
-        attempt = 0
+        attempt = min(tried, attempts - 1)
         while True:
             attempt += 1
             hdrs = dict(headers or {})
@@ -552,10 +611,12 @@ class RegistryClient:
                     req = self._http.build_request(method, target, headers=hdrs if same else {})
                     resp = self._http.send(req, stream=True)
             except httpx.HTTPError as exc:
-                if attempt < attempts and isinstance(exc, httpx.TransportError):
+                # A stalled registry is not retried: each attempt would cost a whole timeout more.
+                stalled = isinstance(exc, httpx.ReadTimeout | httpx.WriteTimeout | httpx.PoolTimeout)
+                if attempt < attempts and isinstance(exc, httpx.TransportError) and not stalled:
                     _backoff(attempt)
                     continue
-                raise _translate(exc, self.registry) from exc
+                raise _translate(exc, self.registry, what) from exc
             if resp.status_code == 401 and auth and not authed:
                 header = resp.headers.get("WWW-Authenticate", "")
                 resp.close()
@@ -563,8 +624,8 @@ class RegistryClient:
                 authed = True
                 attempt -= 1
                 continue
-            if resp.status_code in _RETRY_STATUS and attempt < attempts:
-                wait = _retry_after(resp.headers.get("Retry-After"))
+            wait = _retry_after(resp.headers.get("Retry-After"))
+            if resp.status_code in _RETRY_STATUS and attempt < attempts and wait <= _MAX_RETRY_AFTER:
                 resp.close()
                 _backoff(attempt, wait)
                 continue
@@ -659,6 +720,12 @@ class RegistryClient:
             )
         if status == 400 and ("MANIFEST_INVALID" in codes or "DIGEST_INVALID" in codes):
             return IntegrityError(f"{self.registry} rejected {what}{_detail(detail)}", **kw)
+        if status == 429:
+            wait = resp.headers.get("Retry-After", "")
+            later = f"in {wait.strip()} s" if wait.strip().isdigit() else "later"
+            return RegistryError(
+                f"{self.registry} is rate-limiting requests (429) on {what}{_detail(detail)}; try again {later}", **kw
+            )
         if status >= 500:
             return RegistryError(f"{self.registry} failed ({status}) on {what}{_detail(detail)}; try again", **kw)
         return RegistryError(f"{self.registry} answered {status} for {what}{_detail(detail)}", **kw)
@@ -681,6 +748,15 @@ def _tls(scheme: str, verify: bool) -> ssl.SSLContext | bool:
     return _TLS_CONTEXT
 
 
+def _default_timeout() -> float:
+    """Seconds to wait for a silent registry: $JINDR_TIMEOUT, else 30."""
+    value = os.environ.get("JINDR_TIMEOUT", "")
+    try:
+        return float(value) if value and float(value) > 0 else 30.0
+    except ValueError:
+        return 30.0
+
+
 def _what(repository: str, reference: str) -> str:
     sep = "@" if ":" in reference else ":"
     return f"{repository}{sep}{reference}"
@@ -693,19 +769,45 @@ def _oci_errors(resp: httpx.Response) -> tuple[tuple[str, ...], str]:
         body = json.loads(resp.content or b"{}")
         errors = body.get("errors") or []
         codes = tuple(str(e.get("code", "")) for e in errors if isinstance(e, dict))
-        messages = "; ".join(str(e.get("message", "")) for e in errors if isinstance(e, dict) and e.get("message"))
+        messages = "; ".join(_message(e) for e in errors if isinstance(e, dict) and e.get("message"))
         return codes, messages
     except (ValueError, AttributeError, httpx.HTTPError):
         return (), ""
+
+
+def _message(error: dict) -> str:
+    """An OCI error's message; for the registry's bare "unknown error", the cause from its detail
+    (a full disk or a read-only storage comes back as an errno: ENOSPC, EROFS)."""
+    message = str(error.get("message", ""))
+    if message != "unknown error":
+        return message
+    cause = _cause(error.get("detail"))
+    return f"{message} ({cause})" if cause else message
+
+
+def _cause(detail: object) -> str:
+    if isinstance(detail, str):
+        return detail[:200]
+    if isinstance(detail, dict):
+        errno = detail.get("Err")
+        if isinstance(errno, int) and errno > 0:
+            return f"{os.strerror(errno)}: {detail.get('Path', '')}".rstrip(": ")
+        # A storage driver's error: {"DriverName": ..., "Enclosed": {"Op", "Path", "Err": errno}}.
+        for value in detail.values():
+            found = _cause(value) if isinstance(value, dict) else ""
+            if found:
+                return found
+    return ""
 
 
 def _detail(detail: str) -> str:
     return f": {detail}" if detail else ""
 
 
-def _translate(exc: httpx.HTTPError, registry: str) -> RegistryError:
+def _translate(exc: httpx.HTTPError, registry: str, what: str = "") -> RegistryError:
     import httpx
 
+    during = f" during {what}" if what else ""
     text = str(exc)
     if "CERTIFICATE_VERIFY_FAILED" in text:
         reason = text.rpartition("certificate verify failed:")[2].strip(" ()") or "not trusted"
@@ -726,17 +828,46 @@ def _translate(exc: httpx.HTTPError, registry: str) -> RegistryError:
         )
     if isinstance(exc, httpx.TimeoutException):
         return RegistryUnreachable(
-            f"{registry} stopped answering (timed out); is it overloaded or stalled?", registry=registry
+            f"{registry} stopped answering{during} (timed out); is it overloaded or stalled?", registry=registry
         )
     if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError):
         return RegistryUnreachable(
-            f"{registry} closed the connection or does not speak HTTP; check that -r points at a registry "
+            f"{registry} closed the connection{during} or does not speak HTTP; check that -r points at a registry "
             f"({type(exc).__name__})",
             registry=registry,
         )
     if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
         return RegistryError(f"bad URL for {registry}: {exc}", registry=registry)
     return RegistryUnreachable(f"talking to {registry} failed: {type(exc).__name__}: {exc}", registry=registry)
+
+
+@functools.cache
+def _guarded_stream() -> type:
+    """A response stream whose httpx failures become JindrErrors (built on first use: httpx is lazy)."""
+    import httpx
+
+    class Guarded(httpx.SyncByteStream):
+        def __init__(self, inner: httpx.SyncByteStream, registry: str, what: str) -> None:
+            self.inner, self.registry, self.what = inner, registry, what
+
+        def __iter__(self) -> Iterator[bytes]:
+            got = 0
+            try:
+                for chunk in self.inner:
+                    got += len(chunk)
+                    yield chunk
+            except httpx.TimeoutException as exc:
+                raise _translate(exc, self.registry, self.what) from exc
+            except httpx.HTTPError:
+                raise IntegrityError(
+                    f"{self.what}: body truncated ({self.registry} closed the connection after {got} bytes)",
+                    registry=self.registry,
+                ) from None
+
+        def close(self) -> None:
+            self.inner.close()
+
+    return Guarded
 
 
 def _next_link(header: str) -> str | None:
@@ -749,8 +880,9 @@ def _next_link(header: str) -> str | None:
 
 
 def _retry_after(value: str | None) -> float:
+    """Seconds a Retry-After header asks for (0 for none, or for an HTTP date)."""
     if value and value.strip().isdigit():
-        return min(float(value), 10.0)
+        return float(value)
     return 0.0
 
 
