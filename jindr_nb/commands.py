@@ -92,7 +92,8 @@ class Session:
         key = f"{name} (plain http)" if insecure else name
         if key not in self._clients:
             if insecure:
-                self.notice(f"jindr: warning: speaking plain HTTP to {name}: no TLS, as asked by --insecure")
+                why = "--insecure" if self.insecure else "JINDR_INSECURE_REGISTRIES"
+                self.notice(f"jindr: warning: speaking plain HTTP to {name}: no TLS, as asked by {why}")
             self._clients[key] = RegistryClient(name, insecure=insecure)
         return self._clients[key]
 
@@ -117,8 +118,10 @@ class Session:
 
     def with_registry(self, registry: str) -> Session:
         """A view of this session on another default registry, sharing its clients and cache."""
+        registry = parse_registry(registry)
+        self.cache  # noqa: B018 - built here so that every view shares this one (and its open file)
         view = copy.copy(self)
-        view.registry = parse_registry(registry)
+        view.registry = registry
         return view
 
     def close(self) -> None:
@@ -707,8 +710,8 @@ def build_parser(prog: str = "jindr", *, cli: bool = True) -> argparse.ArgumentP
     parser.add_argument(
         "--insecure",
         action="store_true",
-        help="allow plain HTTP to registries that are not on this machine (loopback always uses HTTP; "
-        "others use HTTPS with certificate checks unless this is given)",
+        help="speak plain HTTP (no TLS) to the registries off this machine that this command names "
+        "(loopback always uses HTTP; others use HTTPS with certificate checks unless this is given)",
     )
     parser.add_argument("--debug", action="store_true", help="show full tracebacks for errors")
     if cli:
@@ -735,7 +738,7 @@ def run(session: Session, args: argparse.Namespace) -> Result:
     if args.registry is not None:
         session = session.with_registry(args.registry)
     if getattr(args, "insecure", False):
-        session = copy.copy(session)
+        session = session.with_registry(session.registry)
         session.insecure = True
     return args._handler(session, args)  # type: ignore[no-any-return]
 

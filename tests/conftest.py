@@ -142,5 +142,17 @@ def pytest_terminal_summary(terminalreporter) -> None:  # noqa: ANN001 - pytest'
     fresh = [p for p in sorted(counts.glob("*.json")) if p.stat().st_mtime >= _SESSION_STARTED]
     if fresh:
         terminalreporter.section("reliability cases tried")
+        import json
+
         for path in fresh:
-            terminalreporter.write_line(f"{path.stem}: {path.read_text().strip()}".replace("\n", " "))
+            record = json.loads(path.read_text())
+            numbers = ", ".join(f"{k} {v}" for k, v in record.items() if isinstance(v, int))
+            terminalreporter.write_line(f"{path.stem}: {numbers}")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):  # noqa: ANN201 - pytest hook
+    """Keep each phase's report on the test item (`item.rep_call`), so fixtures can see the outcome."""
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)

@@ -37,8 +37,9 @@ _cases: list[str] = []
 @pytest.fixture(autouse=True)
 def _counted(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
-    if request.node.name != "test_count_of_hostile_cases":
-        _cases.append(request.node.name)
+    report = getattr(request.node, "rep_call", None)  # set by conftest's makereport hook
+    if request.node.name != "test_count_of_hostile_cases" and report is not None and report.passed:
+        _cases.append(request.node.name)  # only cases that held count
 
 
 @pytest.fixture()
@@ -515,5 +516,4 @@ def test_count_of_hostile_cases() -> None:
     target = Path(__file__).parent / ".counts"
     target.mkdir(exist_ok=True)
     (target / "hostile.json").write_text(json.dumps({"hostile_cases": count}) + "\n")
-    assert json.loads((target / "hostile.json").read_text()) == {"hostile_cases": count}
     print(f"hostile cases: {count}")

@@ -1,4 +1,5 @@
-"""Load: 2,000 repositories x 5 tags, listed whole, also while the copy engine writes to them.
+"""Load: 2,000 repositories x 5 tags, listed whole, also while the copy engine writes to them
+(one writer thread copying, one after another, while the main thread lists).
 
 The tags are written into the storage tree before the registry starts (pushing 10,000 images
 through the API would take minutes here); everything after that goes through jindr and the real

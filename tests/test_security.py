@@ -118,8 +118,7 @@ def test_listens_on_loopback_only_and_keeps_its_directories_private(runtime, tmp
             for p in [cache, *cache.rglob("*")]
             if stat.S_IMODE(p.stat().st_mode) != (0o700 if p.is_dir() else 0o600)
         ]
-        if wrong:
-            pytest.xfail(f"jindr_nb/ops/cache.py makes parents with the default mode: {wrong[:3]}")
+        assert not wrong, wrong[:3]
     finally:
         jindr("-r", address, "stop", "-G")
 

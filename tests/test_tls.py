@@ -116,6 +116,24 @@ def test_insecure_is_needed_and_said_aloud(tls_registry: tuple[str, Path]) -> No
     assert rc == 1 and len(lines) == 2 and address in lines[1], err
 
 
+def test_insecure_reaches_a_plain_http_registry_off_loopback(loopback_name: None, tmp_path: Path) -> None:
+    """A plain-HTTP registry under a name that is not loopback: refused without --insecure, used with it."""
+    from rig import LocalRegistry
+
+    reg = LocalRegistry(tmp_path).start()
+    try:
+        with RegistryClient(reg.address) as c:
+            pushed = ImageFactory(c).single("plain/app", ["v1"])
+        address = f"{NAME}:{reg.port}"
+        rc, out, err = _cli("-r", address, "lsi")
+        assert rc == 1 and "--insecure" in err and err.count("\n") == 1, err  # HTTPS to an HTTP port
+        rc, out, err = _cli("--insecure", "-r", address, "lsi")
+        assert rc == 0 and pushed.digest in out, (out, err)
+        assert err.startswith(f"jindr: warning: speaking plain HTTP to {address}"), err
+    finally:
+        reg.stop()
+
+
 def test_which_registries_get_plain_http(monkeypatch: pytest.MonkeyPatch) -> None:
     said: list[str] = []
     session = Session()

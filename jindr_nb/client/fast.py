@@ -18,6 +18,7 @@ from __future__ import annotations
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Mapping
 
 __all__ = ["Busy", "FastGet"]
@@ -39,14 +40,18 @@ class _Stale(ConnectionResetError):
     """The connection closed before any answer: an idle keep-alive connection the registry dropped."""
 
 
+IDLE_SECONDS = 20.0  # keep-alive connections idle longer than this are not reused
+
+
 class _Conn:
     """One keep-alive connection: a socket and its buffered reader."""
 
-    __slots__ = ("sock", "reader")
+    __slots__ = ("sock", "reader", "idle_since")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.reader = sock.makefile("rb", buffering=65536)
+        self.idle_since = 0.0
 
     def close(self) -> None:
         try:
@@ -157,11 +162,21 @@ class FastGet:
         return headers, body, keep
 
     def _acquire(self) -> tuple[_Conn | None, bool]:
+        stale: list[_Conn] = []
         with self._lock:
-            if self._idle:
-                return self._idle.pop(), True
-            if self._closed:
-                return None, False
+            # A connection idle for long may have been dropped silently by a NAT or a load
+            # balancer on the way; a request on it would only find out after the whole timeout.
+            now = time.monotonic()
+            while self._idle and now - self._idle[-1].idle_since > IDLE_SECONDS:
+                stale.append(self._idle.pop())
+            found = self._idle.pop() if self._idle else None
+            closed = self._closed
+        for conn in stale:
+            conn.close()
+        if found is not None:
+            return found, True
+        if closed:
+            return None, False
         try:
             sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -174,6 +189,7 @@ class FastGet:
     def _release(self, conn: _Conn) -> None:
         with self._lock:
             if not self._closed and len(self._idle) < 64:
+                conn.idle_since = time.monotonic()
                 self._idle.append(conn)
                 return
         conn.close()

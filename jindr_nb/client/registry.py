@@ -495,7 +495,7 @@ class RegistryClient:
                 raise IntegrityError(
                     f"{self.registry} sent a listing of {what} that is not JSON", registry=self.registry
                 ) from None
-            if not isinstance(body, dict) or key not in body:
+            if not isinstance(body, dict) or key not in body or not isinstance(body[key], list | None):
                 # A registry always names the list, even when it is empty (`"tags": null`).
                 raise IntegrityError(
                     f"{self.registry} answered the {what} listing without a {key!r} list: "
@@ -752,9 +752,10 @@ def _default_timeout() -> float:
     """Seconds to wait for a silent registry: $JINDR_TIMEOUT, else 30."""
     value = os.environ.get("JINDR_TIMEOUT", "")
     try:
-        return float(value) if value and float(value) > 0 else 30.0
+        seconds = float(value) if value else 30.0
     except ValueError:
         return 30.0
+    return min(seconds, 3600.0) if seconds > 0 else 30.0  # nan -> 30, inf -> an hour
 
 
 def _what(repository: str, reference: str) -> str:
@@ -790,7 +791,7 @@ def _cause(detail: object) -> str:
         return detail[:200]
     if isinstance(detail, dict):
         errno = detail.get("Err")
-        if isinstance(errno, int) and errno > 0:
+        if isinstance(errno, int) and 0 < errno < 4096:
             return f"{os.strerror(errno)}: {detail.get('Path', '')}".rstrip(": ")
         # A storage driver's error: {"DriverName": ..., "Enclosed": {"Op", "Path", "Err": errno}}.
         for value in detail.values():
@@ -881,8 +882,9 @@ def _next_link(header: str) -> str | None:
 
 def _retry_after(value: str | None) -> float:
     """Seconds a Retry-After header asks for (0 for none, or for an HTTP date)."""
-    if value and value.strip().isdigit():
-        return float(value)
+    text = (value or "").strip()
+    if text.isascii() and text.isdigit():  # "²".isdigit() is True too
+        return float(text)
     return 0.0
 
 

@@ -12,8 +12,11 @@ import json
 import os
 import tempfile
 import threading
+import weakref
 from collections import OrderedDict
 from pathlib import Path
+
+from ..runtime.base import private_dirs
 
 __all__ = ["ContentCache", "default_cache_dir"]
 
@@ -39,6 +42,7 @@ class ContentCache:
         self._disk_ok = self.directory is not None
         self._summaries: dict[str, dict] | None = None
         self._append_fd: int | None = None
+        self._closer: weakref.finalize | None = None
 
     def get_summary(self, digest: str) -> dict | None:
         """A small derived record for a manifest digest (immutable, like the content it describes)."""
@@ -60,12 +64,14 @@ class ContentCache:
             line = (json.dumps({"d": digest, **summary}, separators=(",", ":")) + "\n").encode()
             try:
                 if self._append_fd is None:
-                    self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+                    private_dirs(self.directory)
                     # O_APPEND: concurrent writers (two kernels) interleave whole lines, never mix them.
                     # Opened once per cache, not per record: a cold listing appends thousands.
                     self._append_fd = os.open(
                         self.directory / "summaries-v2.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600
                     )
+                    # Closed with the cache even when nobody calls close() (a panel's session).
+                    self._closer = weakref.finalize(self, os.close, self._append_fd)
                 os.write(self._append_fd, line)
             except OSError:
                 self._disk_ok = False
@@ -73,8 +79,9 @@ class ContentCache:
     def close(self) -> None:
         """Close the summaries file (reopened on the next record)."""
         with self._lock:
-            if self._append_fd is not None:
-                os.close(self._append_fd)
+            if self._closer is not None:
+                self._closer()  # closes the file once, and never again at collection
+                self._closer = None
                 self._append_fd = None
 
     def _load_summaries(self) -> dict[str, dict]:
@@ -124,7 +131,7 @@ class ContentCache:
         if path is None or path.exists():
             return
         try:
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            private_dirs(path.parent)
             fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
             with os.fdopen(fd, "wb") as fh:
                 fh.write(media_type.encode() + b"\n" + raw)

@@ -323,7 +323,11 @@ def _read_json(path: Path) -> dict | None:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    return data if isinstance(data, dict) and "registry" in data and "pid" in data else None
+    if not isinstance(data, dict) or not isinstance(data.get("registry"), str):
+        return None
+    pid = data.get("pid")
+    # A hand-edited or corrupt state file is "not running", never a traceback.
+    return data if isinstance(pid, int) and not isinstance(pid, bool) and pid > 0 else None
 
 
 def _write_json(path: Path, data: dict) -> None:
