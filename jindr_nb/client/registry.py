@@ -101,6 +101,7 @@ class RegistryClient:
             None if transport is not None else FastGet(self.scheme, self.registry, timeout=timeout, verify=not insecure)
         )
         self._sent = itertools.count()
+        self._no_referrers_api = False
 
     def __repr__(self) -> str:
         return f"RegistryClient({self.base_url!r})"
@@ -256,6 +257,8 @@ class RegistryClient:
 
     def referrers(self, repository: str, digest: str) -> list[Descriptor] | None:
         """Manifests whose `subject` is `digest` (OCI 1.1 referrers API); None when the registry lacks it."""
+        if self._no_referrers_api:
+            return None
         resp = self._send(
             "GET",
             f"/v2/{repository}/referrers/{digest}",
@@ -266,6 +269,9 @@ class RegistryClient:
         )
         ctype = resp.headers.get("Content-Type", "")
         if resp.status_code != 200 or "json" not in ctype:
+            # A registry with the API answers 200 (an empty index when nothing refers to the digest):
+            # anything else means it has none, so later copies skip the question.
+            self._no_referrers_api = True
             return None
         try:
             body = json.loads(resp.content)

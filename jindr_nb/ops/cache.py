@@ -16,7 +16,7 @@ import weakref
 from collections import OrderedDict
 from pathlib import Path
 
-from ..runtime.base import private_dirs
+from .._files import private_dirs
 
 __all__ = ["ContentCache", "default_cache_dir"]
 

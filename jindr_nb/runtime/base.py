@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from .._files import private_dirs
 from ..errors import InvalidReference, RuntimeFailure
 from ..models import InstanceRow
 from ..refs import is_loopback, parse_registry
@@ -45,13 +46,6 @@ def state_dir() -> Path:
     )
     private_dirs(base)
     return base
-
-
-def private_dirs(path: Path) -> None:
-    """`mkdir -p` where every directory created (parents too) is mode 0700; existing ones are left as they are."""
-    missing = [p for p in (path, *path.parents) if not p.exists()]
-    for directory in reversed(missing):
-        directory.mkdir(mode=0o700, exist_ok=True)
 
 
 @dataclass(frozen=True)
