@@ -89,7 +89,7 @@ class JindrMagics(Magics):
                     if args.registry is not None
                     else self.session.registry
                 )
-                return getattr(widgets, panel)(registry)
+                return getattr(widgets, panel)(registry, insecure=args.insecure)
             result = run(self.session, args)
         except HelpShown:
             return None

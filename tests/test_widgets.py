@@ -123,6 +123,10 @@ def test_magic_without_arguments_opens_the_panels(managed) -> None:
     copy = ip.run_line_magic("jindr", f"-r {address} cp")
     assert isinstance(copy, CopyPanel)
     copy.wait()
+    assert not panel.session.insecure and not copy.session.insecure
+    insecure = ip.run_line_magic("jindr", f"--insecure -r {address} cp")  # the flag reaches the panel
+    insecure.wait()
+    assert insecure.session.insecure
     from jindr_nb.errors import CommandLineError
 
     with pytest.raises(CommandLineError, match="opens the cleanup panel"):

@@ -25,8 +25,8 @@ class _ListingPanel(PanelBase):
 
     title = ""
 
-    def __init__(self, registry: str | None = None) -> None:
-        super().__init__(registry)
+    def __init__(self, registry: str | None = None, *, insecure: bool = False) -> None:
+        super().__init__(registry, insecure=insecure)
         self.table = ImageTable(on_change=self._selection_changed)
         self.summary = w.HTML()
         self.output = w.Output()
@@ -93,7 +93,7 @@ class DeletePanel(_ListingPanel):
 
     title = "Delete images"
 
-    def __init__(self, registry: str | None = None) -> None:
+    def __init__(self, registry: str | None = None, *, insecure: bool = False) -> None:
         self.preview_button = w.Button(description="Preview")
         self.delete_button = w.Button(description="Delete", button_style="danger")
         self.cancel_button = w.Button(description="Cancel")
@@ -105,7 +105,7 @@ class DeletePanel(_ListingPanel):
         )
         self.progress = w.IntProgress(value=0, min=0, max=1, layout=w.Layout(width="30%"))
         self._armed = False
-        super().__init__(registry)
+        super().__init__(registry, insecure=insecure)
         self.cancel_button.layout.display = "none"
         self.progress.layout.display = "none"
         self.preview_button.on_click(lambda _: self.preview())
@@ -195,7 +195,7 @@ class CopyPanel(_ListingPanel):
 
     title = "Copy images"
 
-    def __init__(self, registry: str | None = None) -> None:
+    def __init__(self, registry: str | None = None, *, insecure: bool = False) -> None:
         self.destination = w.Text(placeholder="host:port, e.g. localhost:5002", description="To registry")
         self.to_ecr = w.Checkbox(value=False, description="AWS ECR instead", style={"description_width": "initial"})
         self.region = w.Text(placeholder="eu-west-1 (default: profile)", description="Region")
@@ -203,7 +203,7 @@ class CopyPanel(_ListingPanel):
         self.extra_tags = w.Text(placeholder="also tag each copy as ... (space separated)", description="Extra tags")
         self.copy_button = w.Button(description="Copy", button_style="primary")
         self.bars = w.VBox()
-        super().__init__(registry)
+        super().__init__(registry, insecure=insecure)
         self.copy_button.on_click(lambda _: self.copy())
         self.body.children = [
             *self.body.children,

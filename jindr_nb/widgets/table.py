@@ -35,8 +35,10 @@ def human_size(n: float) -> str:
 class PanelBase:
     """Runs commands through the command table in a background thread, with an in-panel status line."""
 
-    def __init__(self, registry: str | None) -> None:
+    def __init__(self, registry: str | None, *, insecure: bool = False) -> None:
         self.session = Session(registry)
+        #: `%jindr --insecure rmi` / `cp`: plain HTTP to registries off this machine, as on the command line.
+        self.session.insecure = insecure
         self.status = w.HTML(value="")
         self._worker: threading.Thread | None = None
 
