@@ -32,11 +32,12 @@ def test_cheap_imports(code: str) -> None:
 # What each layer may import from inside the package (ARCHITECTURE.md).
 ALLOWED = {
     "errors": set(),
+    "_files": set(),
     "refs": {"errors"},
     "models": {"refs", "errors"},
     "client": {"models", "refs", "errors", "client"},
-    "ops": {"client", "models", "refs", "errors", "ops", "runtime", "ecr"},
-    "runtime": {"client", "models", "refs", "errors", "runtime"},
+    "ops": {"client", "models", "refs", "errors", "ops", "runtime", "ecr", "_files"},
+    "runtime": {"client", "models", "refs", "errors", "runtime", "_files"},
     "ecr": {"models", "errors", "client", "refs"},
     "frames": {"models"},
     "commands": {"ops", "runtime", "ecr", "refs", "models", "errors", "client", "__version__"},

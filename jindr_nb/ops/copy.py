@@ -17,7 +17,7 @@ from ..client import RegistryClient
 from ..errors import IntegrityError, NotFound
 from ..models import CopyRow, Descriptor, Index, Manifest
 from ..refs import Ref
-from .fetch import fetch_manifest
+from .fetch import blob_present, fetch_manifest
 from .pool import Cancelled, workers
 
 __all__ = ["CopyProgress", "copy_image", "CHUNKED_ABOVE"]
@@ -76,7 +76,7 @@ def copy_image(
     needed: list[Descriptor] = []
 
     def check(desc: Descriptor) -> None:
-        if dst.head_blob(repo, desc.digest) is not None:
+        if blob_present(dst, repo, desc.digest):
             with lock:
                 stats["skipped"] += 1
             return

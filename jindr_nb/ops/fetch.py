@@ -21,6 +21,21 @@ class ConfigInfo:
     created: object  # datetime | None
 
 
+def blob_present(client: RegistryClient, repository: str, digest: str) -> bool:
+    """True when the registry already holds the blob in `repository`.
+
+    A registry that fails to answer (5xx after retries; seen after a full disk left a torn link
+    file) counts as not having it: uploading again rewrites what it stored, where skipping would
+    leave an image that cannot be pulled.
+    """
+    try:
+        return client.head_blob(repository, digest) is not None
+    except RegistryError as exc:
+        if exc.status is not None and exc.status >= 500:
+            return False
+        raise
+
+
 def fetch_manifest(client: RegistryClient, repository: str, reference: str) -> Manifest | Index:
     """A manifest from the registry API, parsed (no cache)."""
     return parse_fetched(client.registry, repository, reference, client.get_manifest(repository, reference))

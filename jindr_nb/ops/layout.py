@@ -32,7 +32,7 @@ from ..models import (
     parse_manifest,
 )
 from ..refs import Ref, parse_ref
-from .fetch import fetch_manifest
+from .fetch import blob_present, fetch_manifest
 
 __all__ = ["load", "save"]
 
@@ -160,7 +160,7 @@ def _push(
     copied = skipped = moved = 0
     todo = []
     for digest, (name, size) in image.blobs.items():
-        if client.head_blob(repo, digest) is not None:
+        if blob_present(client, repo, digest):
             skipped += 1
         else:
             todo.append((digest, name, size))
