@@ -330,55 +330,6 @@ class ImageFactory:
         )
 
 
-def fill_many(client: RegistryClient, repos: int, tags: int, *, prefix: str = "load", jobs: int = 8) -> dict[str, str]:
-    """`repos` repositories of `tags` tags each, every tag its own small image; {"repo:tag": digest}.
-
-    One layer is uploaded once and cross-repository mounted everywhere else; each tag gets its own
-    config (so its own digest). About 3 requests per tag, through the registry's API.
-    """
-    from concurrent.futures import ThreadPoolExecutor
-
-    layer, diff_id = make_layer(256, random.Random(repos * 1000 + tags))
-    first = f"{prefix}/r0000"
-    layer_digest = _digest(layer)
-    if client.head_blob(first, layer_digest) is None:
-        client.upload_blob(first, layer, layer_digest)
-
-    def one(i: int) -> dict[str, str]:
-        repo = f"{prefix}/r{i:04d}"
-        if i and not client.mount_blob(repo, layer_digest, first):
-            client.upload_blob(repo, layer, layer_digest)
-        made = {}
-        for t in range(tags):
-            config = _canon(
-                {
-                    "architecture": "amd64",
-                    "os": "linux",
-                    "created": f"2026-01-01T00:{t:02d}:{i % 60:02d}Z",
-                    "config": {"Labels": {"repo": repo, "tag": str(t)}},
-                    "rootfs": {"type": "layers", "diff_ids": [diff_id]},
-                }
-            )
-            config_digest = _digest(config)
-            client.upload_blob(repo, config, config_digest)
-            manifest = _canon(
-                {
-                    "schemaVersion": 2,
-                    "mediaType": OCI_MANIFEST,
-                    "config": {"mediaType": OCI_CONFIG, "digest": config_digest, "size": len(config)},
-                    "layers": [{"mediaType": OCI_LAYER, "digest": layer_digest, "size": len(layer)}],
-                }
-            )
-            made[f"{repo}:v{t}"] = client.put_manifest(repo, f"v{t}", manifest, OCI_MANIFEST)
-        return made
-
-    found: dict[str, str] = {}
-    with ThreadPoolExecutor(max_workers=jobs) as pool:
-        for made in pool.map(one, range(repos)):
-            found.update(made)
-    return found
-
-
 def fill_storage(root: Path, repos: int, tags: int, *, prefix: str = "load") -> dict[str, str]:
     """Write `repos` x `tags` small images straight into a registry storage tree (the registry's own
     layout), for load tests that would otherwise spend minutes pushing. Start the registry after.
@@ -435,3 +386,12 @@ def fill_storage(root: Path, repos: int, tags: int, *, prefix: str = "load") -> 
             link(tag_dir / "index" / "sha256" / digest[7:], digest)
             found[f"{repo}:v{t}"] = digest
     return found
+
+
+def write_counts(stem: str, **record: object) -> None:
+    """Record how many cases a reliability module tried: tests/.counts/STEM.json (the README's table)."""
+    import json
+
+    out = Path(__file__).parent / ".counts"
+    out.mkdir(exist_ok=True)
+    (out / f"{stem}.json").write_text(json.dumps(record, indent=1) + "\n")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import json
 import re
 import shlex
 import socket
@@ -30,7 +29,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
-from rig import ImageFactory, LocalRegistry, start_registry
+from rig import ImageFactory, LocalRegistry, start_registry, write_counts
 
 from jindr_nb.cli import main
 from jindr_nb.client import RegistryClient
@@ -75,10 +74,7 @@ def target(tmp_path_factory: pytest.TempPathFactory):
 
 
 def _write_counts() -> None:
-    out = Path(__file__).parent / ".counts"
-    out.mkdir(exist_ok=True)
-    record = {"bad_inputs": len(INPUTS), "runs": sum(COUNTS.values()), "by_face": dict(COUNTS)}
-    (out / "badinput.json").write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+    write_counts("badinput", bad_inputs=len(INPUTS), runs=sum(COUNTS.values()), by_face=dict(COUNTS))
 
 
 @pytest.fixture(scope="module")

@@ -16,12 +16,11 @@ import sys
 import time
 import tracemalloc
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 from faultproxy import FaultProxy, Rule
 from jindr_run import jindr
-from rig import LocalRegistry
+from rig import LocalRegistry, write_counts
 
 from jindr_nb.client import RegistryClient
 from jindr_nb.errors import IntegrityError, JindrError, RegistryError, RegistryUnreachable, Unsupported
@@ -512,8 +511,5 @@ def test_cli_one_line_and_exit_1(proxy, rule: Rule, argv: list[str], pattern: st
 
 def test_count_of_hostile_cases() -> None:
     """Last in the file: how many hostile cases ran (the README reports it)."""
-    count = len(_cases)
-    target = Path(__file__).parent / ".counts"
-    target.mkdir(exist_ok=True)
-    (target / "hostile.json").write_text(json.dumps({"hostile_cases": count}) + "\n")
-    print(f"hostile cases: {count}")
+    write_counts("hostile", hostile_cases=len(_cases))
+    print(f"hostile cases: {len(_cases)}")

@@ -9,7 +9,6 @@ and the next command in the same session works. Cases are counted into tests/.co
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from jindr_run import jindr
-from rig import ImageFactory, LocalRegistry, registry_binary, start_registry
+from rig import ImageFactory, LocalRegistry, registry_binary, start_registry, write_counts
 
 from jindr_nb.client import RegistryClient
 from jindr_nb.commands import Session, build_parser, run
@@ -34,9 +33,7 @@ MIB = 1024 * 1024
 
 def _count(case: str) -> None:
     CASES.append(case)
-    out = Path(__file__).parent / ".counts"
-    out.mkdir(exist_ok=True)
-    (out / "kill.json").write_text(json.dumps({"fault_cases": len(CASES), "cases": CASES}, indent=1) + "\n")
+    write_counts("kill", fault_cases=len(CASES), cases=CASES)
 
 
 # ---- checks ----------------------------------------------------------------------------------

@@ -8,20 +8,17 @@ registry. Peak memory and times for the same load are in `make bench` (tests/ben
 
 from __future__ import annotations
 
-import json
 import threading
 from pathlib import Path
 
 from jindr_run import jindr
-from rig import fill_storage, free_port
+from rig import fill_storage, free_port, write_counts
 
 REPOS, TAGS = 2000, 5
 
 
 def _count(cases: list[str]) -> None:
-    out = Path(__file__).parent / ".counts"
-    out.mkdir(exist_ok=True)
-    (out / "load.json").write_text(json.dumps({"load_cases": len(cases), "cases": cases}, indent=1) + "\n")
+    write_counts("load", load_cases=len(cases), cases=cases)
 
 
 def test_two_thousand_repositories(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from faults_rig import PrivateDockerd, read_only_bind, run, tmpfs, unmount, writes_refused
 from jindr_run import jindr
-from rig import ImageFactory, free_port, registry_binary
+from rig import ImageFactory, free_port, registry_binary, write_counts
 from test_runtime import verify_pull
 
 from jindr_nb.client import RegistryClient
@@ -36,9 +36,7 @@ def case(name: str) -> None:
 @pytest.fixture(scope="module", autouse=True)
 def _write_counts():
     yield
-    out = Path(__file__).parent / ".counts"
-    out.mkdir(exist_ok=True)
-    (out / "runtime_faults.json").write_text(json.dumps({"fault_cases": len(CASES), "cases": CASES}, indent=1) + "\n")
+    write_counts("runtime_faults", fault_cases=len(CASES), cases=CASES)
 
 
 def _need_root_and(*tools: str) -> str:

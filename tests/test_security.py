@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ast
 import base64
-import json
 import logging
 import os
 import secrets
@@ -23,7 +22,7 @@ import boto3
 import pytest
 from authrig import basic_auth_config, docker_config, htpasswd
 from jindr_run import jindr
-from rig import ImageFactory, free_port, start_registry
+from rig import ImageFactory, free_port, start_registry, write_counts
 from test_ecr import ACCOUNT, fake_ecr_registry, moto  # noqa: F401 - fixtures
 
 from jindr_nb.client import Credentials, RegistryClient
@@ -42,9 +41,7 @@ def case(name: str) -> None:
 @pytest.fixture(scope="module", autouse=True)
 def _write_counts():
     yield
-    out = Path(__file__).parent / ".counts"
-    out.mkdir(exist_ok=True)
-    (out / "security.json").write_text(json.dumps({"security_cases": len(CASES), "cases": CASES}, indent=1) + "\n")
+    write_counts("security", security_cases=len(CASES), cases=CASES)
 
 
 def listeners(port: int) -> set[str]:
