@@ -57,9 +57,11 @@ class Fetcher:
     def __init__(self, client: RegistryClient, cache: ContentCache | None = None) -> None:
         self.client = client
         self.cache = cache if cache is not None else ContentCache()
+        #: Reading the registry's own storage on this machine (a StorageReader), not its API.
+        self.local = hasattr(client, "resolve_tag")
         # Content read from a local registry's own storage is on this disk already: copying it into
         # the cache directory would only cost writes. Derived summaries are still kept.
-        self.persist = not hasattr(client, "resolve_tag")
+        self.persist = not self.local
 
     def manifest(self, repository: str, reference: str) -> Manifest | Index:
         """A parsed manifest; by digest from the cache when we have it, by tag always asked."""

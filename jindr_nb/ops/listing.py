@@ -65,7 +65,7 @@ def list_images(
         rows: list[ImageRow] = []
         # From the registry's storage each row is a few small file reads: Python-bound work that
         # threads only slow down (the GIL, plus a future per tag), measured 2.4x slower at 2,500 tags.
-        results = map(one, _dedupe(wanted)) if not fetcher.persist else pool.map(one, _dedupe(wanted))
+        results = map(one, _dedupe(wanted)) if fetcher.local else pool.map(one, _dedupe(wanted))
         for row in results:
             done += 1
             if progress is not None:
