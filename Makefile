@@ -40,6 +40,8 @@ lint: venv
 bench:
 	$(MAKE) deps EXTRA_APT="$(BENCH_PACKAGES)"
 	$(MAKE) venv
+	# Bytecode, as `pip install` leaves it (an editable install under PYTHONDONTWRITEBYTECODE has none).
+	$(PY) -m compileall -q jindr_nb
 	$(PY) tests/benchmarks/run.py
 	$(PY) tests/benchmarks/copybench.py
 	$(PY) tests/benchmarks/loadbench.py

@@ -26,6 +26,15 @@ def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
     monkeypatch.delenv("JINDR_DOCKER_CONFIG", raising=False)
 
 
+@pytest.fixture(params=["splice", "stream"])
+def blob_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both ways `cp` moves a blob: the kernel relay (os.splice, the default between plain-HTTP
+    registries) and the stream through Python (TLS, redirects, or JINDR_SPLICE=0)."""
+    if request.param == "stream":
+        monkeypatch.setenv("JINDR_SPLICE", "0")
+    return str(request.param)
+
+
 def _need_binary() -> str:
     binary = registry_binary()
     if binary is None:

@@ -36,7 +36,7 @@ def _raw(address: str, repo: str, ref: str) -> bytes:
 
 
 @pytest.mark.parametrize("kind", ["oci-index", "docker-list", "single"])
-def test_copy_is_byte_identical_and_second_copy_moves_nothing(two, kind: str) -> None:
+def test_copy_is_byte_identical_and_second_copy_moves_nothing(two, kind: str, blob_path: str) -> None:
     src, dst = two
     with RegistryClient(src.address) as c:
         f = ImageFactory(c, seed=13)
@@ -68,6 +68,52 @@ def test_copy_is_byte_identical_and_second_copy_moves_nothing(two, kind: str) ->
         assert got.returncode == 0 and hashlib.sha256(got.stdout).hexdigest() == pushed.digest.split(":")[1]
     again = jindr("-r", src.address, "cp", "app:v1", dst.address).rows[0]
     assert again.bytes_copied == 0 and again.blobs_copied == 0 and again.blobs_skipped == first[0].blobs_copied
+
+
+def test_large_blobs_go_up_in_chunks(two, blob_path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blobs over CHUNKED_ABOVE go up as PATCH chunks (made small here): both paths, digests equal."""
+    import jindr_nb.ops.copy as engine
+
+    monkeypatch.setattr(engine, "CHUNKED_ABOVE", 1024 * 1024)
+    monkeypatch.setattr(engine, "CHUNK", 700 * 1024)
+    src, dst = two
+    with RegistryClient(src.address) as c:
+        pushed = ImageFactory(c, seed=29).index("big", "v1", layers=2, layer_size=2_500_000)
+    seen: list[tuple[int, int]] = []
+    with RegistryClient(src.address) as s, RegistryClient(dst.address) as d:
+        row = copy_image(
+            s,
+            parse_ref("big:v1", src.address),
+            d,
+            parse_ref("big:v1", dst.address),
+            progress=lambda done, total: seen.append((done, total)),
+        )
+        verify_pull(d, "big", "v1", pushed)
+        relayed = d.blobs_relayed
+    assert relayed == (row.blobs_copied if blob_path == "splice" else 0) and row.blobs_copied > 4
+    assert row.digest == pushed.digest and row.bytes_copied == seen[-1][0] == seen[-1][1] > 5_000_000
+    assert [done for done, _ in seen] == sorted(done for done, _ in seen)  # progress only grows
+
+
+def test_cp_between_local_registries_never_imports_httpx(two) -> None:
+    """The relay and the lean path carry a whole copy: a fresh process never loads httpx (~0.2 s)."""
+    import sys
+
+    src, dst = two
+    with RegistryClient(src.address) as c:
+        pushed = ImageFactory(c, seed=31).index("app", "v1")
+    code = (
+        "import sys\n"
+        "from jindr_nb import cli\n"
+        f"code = cli.main(['-r', '{src.address}', 'cp', 'app:v1', '{dst.address}'])\n"
+        "print('httpx' in sys.modules, code)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "False 0", done.stdout
+    assert _raw(dst.address, "app", "v1") == _raw(src.address, "app", "v1")
+    with RegistryClient(dst.address) as c:
+        verify_pull(c, "app", "v1", pushed)
 
 
 def test_copy_within_one_registry_mounts(two) -> None:
@@ -121,7 +167,7 @@ def test_destination_with_basic_auth(two, tmp_path: Path, monkeypatch: pytest.Mo
         secured.stop()
 
 
-def test_destination_dies_mid_copy_then_a_rerun_finishes(two) -> None:
+def test_destination_dies_mid_copy_then_a_rerun_finishes(two, blob_path: str) -> None:
     src, dst = two
     with RegistryClient(src.address) as c:
         pushed = ImageFactory(c, seed=17).index("big", "v1", layers=3, layer_size=8 * 1024 * 1024)
@@ -151,7 +197,7 @@ def test_destination_dies_mid_copy_then_a_rerun_finishes(two) -> None:
         restarted.stop()
 
 
-def test_source_blob_that_does_not_match_its_digest(two) -> None:
+def test_source_blob_that_does_not_match_its_digest(two, blob_path: str) -> None:
     src, dst = two
     with RegistryClient(src.address) as c:
         pushed = ImageFactory(c).index("bad", "v1", layer_size=50_000)

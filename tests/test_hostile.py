@@ -431,7 +431,7 @@ def _no_tag(dst: LocalRegistry) -> None:
         assert d.head_manifest("plain", "latest") is None
 
 
-def test_cp_with_a_corrupted_blob_tags_nothing(proxy, registry: LocalRegistry) -> None:
+def test_cp_with_a_corrupted_blob_tags_nothing(proxy, registry: LocalRegistry, blob_path: str) -> None:
     rule, layer = _copy_through(proxy, registry, Rule("GET", "", "corrupt", after=100))
     _raises(
         IntegrityError,
@@ -445,7 +445,7 @@ def test_cp_with_a_corrupted_blob_tags_nothing(proxy, registry: LocalRegistry) -
     assert rule.seen == 1
 
 
-def test_cp_with_a_truncated_blob_tags_nothing(proxy, registry: LocalRegistry) -> None:
+def test_cp_with_a_truncated_blob_tags_nothing(proxy, registry: LocalRegistry, blob_path: str) -> None:
     rule, layer = _copy_through(proxy, registry, Rule("GET", "", "truncate", after=100))
     _raises(
         IntegrityError,
@@ -457,7 +457,7 @@ def test_cp_with_a_truncated_blob_tags_nothing(proxy, registry: LocalRegistry) -
     assert rule.seen == 1
 
 
-def test_cp_with_transient_500s_on_a_blob_copies(proxy, registry: LocalRegistry, populated) -> None:
+def test_cp_with_transient_500s_on_a_blob_copies(proxy, registry: LocalRegistry, populated, blob_path: str) -> None:
     rule, _ = _copy_through(proxy, registry, Rule("GET", "", "status", status=503, times=2))
     row = _timed(lambda: jindr("-r", proxy.address, "cp", "plain:latest", registry.address).rows[0], 10)[0]
     assert row.digest == populated["images"]["single"].digest and rule.seen == 3
@@ -465,7 +465,9 @@ def test_cp_with_transient_500s_on_a_blob_copies(proxy, registry: LocalRegistry,
         assert d.head_manifest("plain", "latest")[0] == row.digest
 
 
-def test_cp_with_a_stalled_blob_tags_nothing(proxy, registry: LocalRegistry, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cp_with_a_stalled_blob_tags_nothing(
+    proxy, registry: LocalRegistry, monkeypatch: pytest.MonkeyPatch, blob_path: str
+) -> None:
     monkeypatch.setenv("JINDR_TIMEOUT", str(TIMEOUT))
     rule, layer = _copy_through(proxy, registry, Rule("GET", "", "stall", after=100))
     _raises(

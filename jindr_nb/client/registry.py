@@ -11,11 +11,11 @@ import random
 import ssl
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlencode, urljoin, urlsplit
 
 from ..errors import (
     IntegrityError,
@@ -35,7 +35,7 @@ from ..models import (
 )
 from ..refs import parse_registry, scheme_for
 from .auth import Challenge, Credentials, TokenCache, docker_credentials, parse_challenge
-from .fast import Busy, FastGet
+from .fast import Answer, Busy, FastGet, RelayBroken
 
 if TYPE_CHECKING:
     import httpx
@@ -48,6 +48,7 @@ _PAGE = 1000  # newer registries refuse n above their maxentries (default 1000)
 _MAX_PAGES = 10_000
 _MAX_BLOB_IN_MEMORY = 64 * 1024 * 1024
 _MAX_PAGE_BYTES = 16 * 1024 * 1024
+_MAX_FAST_ANSWER = 16 * 1024 * 1024  # larger answers (none expected) go through httpx
 _MAX_RETRY_AFTER = 10.0  # a registry asking for a longer wait gets an error that says so, not a hang
 CHUNK = 8 * 1024 * 1024
 
@@ -102,6 +103,8 @@ class RegistryClient:
         )
         self._sent = itertools.count()
         self._no_referrers_api = False
+        #: Blobs that came into this registry through the kernel relay (`relay_blob`).
+        self.blobs_relayed = 0
 
     def __repr__(self) -> str:
         return f"RegistryClient({self.base_url!r})"
@@ -326,9 +329,8 @@ class RegistryClient:
         """Cross-repository mount; True when mounted, False when the registry started an upload instead."""
         resp = self._send(
             "POST",
-            f"/v2/{repository}/blobs/uploads/",
+            f"/v2/{repository}/blobs/uploads/?" + urlencode({"mount": digest, "from": source_repository}),
             ok=(201, 202),
-            params={"mount": digest, "from": source_repository},
             scope=f"repository:{repository}:pull,push repository:{source_repository}:pull",
             what=f"mount of {digest} into {repository}",
         )
@@ -410,6 +412,110 @@ class RegistryClient:
         reader.finish()
         self._send(
             "PUT", _add_query(location, digest=digest), ok=(201,), scope=scope, content=b"", what=what, retry=False
+        )
+
+    def relay_blob(
+        self,
+        source: RegistryClient,
+        source_repository: str,
+        repository: str,
+        digest: str,
+        size: int,
+        *,
+        on_bytes: Callable[[int], None],
+        chunk_size: int | None = None,
+    ) -> bool:
+        """Copy a blob from `source` into this registry with the bytes moving inside the kernel.
+
+        True when done; False when this path cannot carry it (TLS, a redirect, an auth challenge
+        still to answer, a chunked body, no `os.splice`): nothing was moved then, and the caller
+        streams the blob instead. `on_bytes(n)` hears of each piece (n=0 while a socket waits);
+        whatever it raises stops the copy. PATCH chunks of `chunk_size` bytes when given.
+        """
+        if self._fast is None or source._fast is None or not (self._fast.can_relay and source._fast.can_relay):
+            return False
+        if os.environ.get("JINDR_SPLICE", "1") == "0":  # the way out should a kernel or sandbox refuse splice
+            return False
+        what = f"blob {digest} in {source_repository}"
+        scope = f"repository:{source_repository}:pull"
+        if not source._checked:
+            source.ping()
+        headers = {"User-Agent": "jindr_nb", **source._auth_headers(scope)}
+        next(source._sent)
+        try:
+            body = source._fast.open_body(f"/v2/{source_repository}/blobs/{digest}", headers)
+        except TimeoutError:
+            raise source._stalled(what) from None
+        except Busy as busy:  # the first attempt; the streaming path retries, after the wait asked for
+            wait = _retry_after(busy.retry_after)
+            if source.retries and wait <= _MAX_RETRY_AFTER:
+                _backoff(1, wait)
+            return False
+        except RelayBroken as broken:
+            raise self._relay_error(broken, source, what, "", 0) from None
+        if body is None:
+            return False
+        try:
+            if body.length != size:
+                raise IntegrityError(
+                    f"{what}: {source.registry} sends {body.length} bytes where the manifest says {size}",
+                    registry=source.registry,
+                )
+            push = f"repository:{repository}:pull,push"
+            upload = f"upload of {digest} to {repository}"
+            start = self._send("POST", f"/v2/{repository}/blobs/uploads/", ok=(202,), scope=push, what=upload)
+            location = self._location(start)
+            offset = 0
+            parts = [size] if chunk_size is None else [min(chunk_size, size - o) for o in range(0, size, chunk_size)]
+            for length in parts or [0]:
+                path = self._fast_path(location)
+                if path is None:
+                    raise Unsupported(f"{self.registry} moved {upload} to another host", registry=self.registry)
+                last = chunk_size is None
+                hdrs = {"Content-Type": "application/octet-stream", **self._auth_headers(push)}
+                if last:
+                    path = _add_query(path, digest=digest)
+                else:
+                    hdrs["Content-Range"] = f"{offset}-{offset + length - 1}"
+                next(self._sent)
+                try:
+                    answer = self._fast.send_body("PUT" if last else "PATCH", path, hdrs, body, length, on_bytes)
+                except RelayBroken as broken:
+                    raise self._relay_error(broken, source, what, upload, offset) from None
+                if answer.status_code != (201 if last else 202):
+                    raise self._error(answer, upload)
+                offset += length
+                location = location if last else self._location(answer)
+            if chunk_size is not None:
+                self._send("PUT", _add_query(location, digest=digest), ok=(201,), scope=push, content=b"", what=upload)
+        finally:
+            body.close()
+        with self._lock:
+            self.blobs_relayed += 1
+        return True
+
+    def _relay_error(
+        self, broken: RelayBroken, source: RegistryClient, what: str, upload: str, offset: int
+    ) -> RegistryError:
+        moved = offset + broken.moved
+        if broken.side == "source":
+            if broken.how == "stalled":
+                return source._stalled(what)
+            return IntegrityError(
+                f"{what}: body truncated ({source.registry} closed the connection after {moved} bytes)",
+                registry=source.registry,
+            )
+        if broken.how == "stalled":
+            return self._stalled(upload)
+        return RegistryUnreachable(
+            f"{self.registry} closed the connection during {upload} (after {moved} bytes); is it still running?",
+            registry=self.registry,
+        )
+
+    def _stalled(self, what: str) -> RegistryUnreachable:
+        return RegistryUnreachable(
+            f"{self.registry} stopped answering during {what} (timed out); is it overloaded or stalled?",
+            registry=self.registry,
         )
 
     # ---- plumbing ------------------------------------------------------------------------
@@ -557,10 +663,13 @@ class RegistryClient:
             raise IntegrityError(f"{what}: body truncated ({len(data)} of {expected} bytes)", registry=self.registry)
         return data
 
-    def _send(self, method: str, url: str, **kw: object) -> httpx.Response:
-        import httpx
+    def _send(self, method: str, url: str, **kw: object) -> httpx.Response | Answer:
+        """A whole answer: through the fast path when it can speak for the registry, else httpx."""
+        with self._stream(method, url, buffered=True, **kw) as resp:  # type: ignore[arg-type]
+            if isinstance(resp, Answer):
+                return resp
+            import httpx
 
-        with self._stream(method, url, **kw) as resp:  # type: ignore[arg-type]
             try:
                 resp.read()
             except httpx.HTTPError as exc:
@@ -584,45 +693,36 @@ class RegistryClient:
         auth: bool = True,
         check_registry: bool = True,
         tried: int = 0,
-    ) -> Iterator[httpx.Response]:
+        buffered: bool = False,
+    ) -> Iterator[httpx.Response | Answer]:
         """Send with auth, retries and redirects; yield a response whose status is in `ok`.
 
         `tried` attempts of the retry budget are spent already (by the fast path, or a truncated body).
+        `buffered`: the caller reads the whole body, so the fast path may answer (an `Answer`).
         """
-        import httpx
-
         if check_registry and not self._checked:
             self.ping()
         retry = method in _IDEMPOTENT if retry is None else retry
         attempts = (self.retries + 1) if retry else 1
         authed = False
         attempt = min(tried, attempts - 1)
+        fast_path = self._fast_path(url) if buffered and params is None else None
+        if not isinstance(content, bytes | None):
+            fast_path = None  # a streamed body goes through httpx (a blob relay has its own path)
         while True:
             attempt += 1
             hdrs = dict(headers or {})
             if auth:
                 hdrs.update(self._auth_headers(scope))
-            try:
-                next(self._sent)
-                req = self._http.build_request(method, url, headers=hdrs, params=params, content=content)
-                resp = self._http.send(req, stream=True)
-                redirects = 0
-                while follow and resp.status_code in (301, 302, 303, 307, 308) and redirects < 5:
-                    # Blob storage redirects (S3, CDN) must not receive our registry credentials.
-                    target = urljoin(str(resp.url), resp.headers.get("Location", ""))
-                    resp.close()
-                    redirects += 1
-                    same = urlsplit(target).netloc == urlsplit(self.base_url).netloc
-                    next(self._sent)
-                    req = self._http.build_request(method, target, headers=hdrs if same else {})
-                    resp = self._http.send(req, stream=True)
-            except httpx.HTTPError as exc:
-                # A stalled registry is not retried: each attempt would cost a whole timeout more.
-                stalled = isinstance(exc, httpx.ReadTimeout | httpx.WriteTimeout | httpx.PoolTimeout)
-                if attempt < attempts and isinstance(exc, httpx.TransportError) and not stalled:
-                    _backoff(attempt)
-                    continue
-                raise _translate(exc, self.registry, what) from exc
+            resp: httpx.Response | Answer | None = None
+            if fast_path is not None:
+                resp = self._fast_send(method, fast_path, hdrs, content or b"", what or url)
+                if resp is None or (follow and 300 <= resp.status_code < 400):
+                    resp, fast_path = None, None  # not for this path: httpx from here on
+            if resp is None:
+                resp = self._http_send(method, url, hdrs, params, content, follow, (attempt, attempts), what)
+                if resp is None:
+                    continue  # a transport error worth another attempt, after its backoff
             if resp.status_code == 401 and auth and not authed:
                 header = resp.headers.get("WWW-Authenticate", "")
                 resp.close()
@@ -637,15 +737,67 @@ class RegistryClient:
                 continue
             try:
                 if resp.status_code not in ok:
-                    try:
-                        resp.read()
-                    except httpx.HTTPError:
-                        pass
+                    _read_quietly(resp)
                     raise self._error(resp, what or url)
                 yield resp
             finally:
                 resp.close()
             return
+
+    def _fast_path(self, url: str) -> str | None:
+        """The path (and query) of `url` when the fast path can send to it, else None."""
+        if self._fast is None:
+            return None
+        if url.startswith("/"):
+            return url
+        if url.startswith(self.base_url + "/"):
+            return url[len(self.base_url) :]
+        return None
+
+    def _fast_send(self, method: str, path: str, headers: dict[str, str], body: bytes, what: str) -> Answer | None:
+        assert self._fast is not None
+        next(self._sent)
+        try:
+            return self._fast.request(method, path, {"User-Agent": "jindr_nb", **headers}, body, _MAX_FAST_ANSWER)
+        except TimeoutError:
+            raise self._stalled(what) from None
+
+    def _http_send(
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        params: dict[str, str] | None,
+        content: bytes | Iterable[bytes] | None,
+        follow: bool,
+        attempt: tuple[int, int],
+        what: str,
+    ) -> httpx.Response | None:
+        """One attempt through httpx (redirects followed when asked); None: back off and try again."""
+        import httpx
+
+        try:
+            next(self._sent)
+            req = self._http.build_request(method, url, headers=headers, params=params, content=content)
+            resp = self._http.send(req, stream=True)
+            redirects = 0
+            while follow and resp.status_code in (301, 302, 303, 307, 308) and redirects < 5:
+                # Blob storage redirects (S3, CDN) must not receive our registry credentials.
+                target = urljoin(str(resp.url), resp.headers.get("Location", ""))
+                resp.close()
+                redirects += 1
+                same = urlsplit(target).netloc == urlsplit(self.base_url).netloc
+                next(self._sent)
+                req = self._http.build_request(method, target, headers=headers if same else {})
+                resp = self._http.send(req, stream=True)
+        except httpx.HTTPError as exc:
+            # A stalled registry is not retried: each attempt would cost a whole timeout more.
+            stalled = isinstance(exc, httpx.ReadTimeout | httpx.WriteTimeout | httpx.PoolTimeout)
+            if attempt[0] < attempt[1] and isinstance(exc, httpx.TransportError) and not stalled:
+                _backoff(attempt[0])
+                return None
+            raise _translate(exc, self.registry, what) from exc
+        return resp
 
     def _auth_headers(self, scope: str) -> dict[str, str]:
         challenge = self._challenge
@@ -764,21 +916,40 @@ def _default_timeout() -> float:
     return min(seconds, 3600.0) if seconds > 0 else 30.0  # nan -> 30, inf -> an hour
 
 
+def _read_quietly(resp: httpx.Response | Answer) -> None:
+    """Read an error answer's body for its message; a body that breaks off leaves it empty."""
+    if isinstance(resp, Answer):
+        return
+    import httpx
+
+    try:
+        resp.read()
+    except httpx.HTTPError:
+        pass
+
+
 def _what(repository: str, reference: str) -> str:
     sep = "@" if ":" in reference else ":"
     return f"{repository}{sep}{reference}"
 
 
-def _oci_errors(resp: httpx.Response) -> tuple[tuple[str, ...], str]:
-    import httpx
+def _oci_errors(resp: httpx.Response | Answer) -> tuple[tuple[str, ...], str]:
+    if isinstance(resp, Answer):
+        content = resp.content
+    else:
+        import httpx
 
+        try:
+            content = resp.content
+        except httpx.HTTPError:  # a streamed body not read
+            return (), ""
     try:
-        body = json.loads(resp.content or b"{}")
+        body = json.loads(content or b"{}")
         errors = body.get("errors") or []
         codes = tuple(str(e.get("code", "")) for e in errors if isinstance(e, dict))
         messages = "; ".join(_message(e) for e in errors if isinstance(e, dict) and e.get("message"))
         return codes, messages
-    except (ValueError, AttributeError, httpx.HTTPError):
+    except (ValueError, AttributeError):
         return (), ""
 
 

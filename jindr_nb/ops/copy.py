@@ -187,19 +187,29 @@ def _copy_blob(
     wrong is ever stored (and nothing gets tagged). Hashing it here too would only take CPU from
     the registries on the same cores (measured: ~8 % of a 256 MiB copy).
     """
-    with src.open_blob(src_repo, desc.digest) as resp:
-        chunks = _counted(resp.iter_bytes(READ), desc, tracker, src.registry)
-        chunk_size = CHUNK if desc.size > CHUNKED_ABOVE else None
-        try:
+    chunk_size = CHUNK if desc.size > CHUNKED_ABOVE else None
+
+    def moved(n: int) -> None:
+        if tracker.stop.is_set():
+            raise Cancelled(f"copy of blob {desc.digest} stopped")
+        if n:
+            tracker.add(n)
+
+    try:
+        # Between plain-HTTP registries the bytes go socket to socket in the kernel (os.splice).
+        if dst.relay_blob(src, src_repo, dst_repo, desc.digest, desc.size, on_bytes=moved, chunk_size=chunk_size):
+            return desc.size
+        with src.open_blob(src_repo, desc.digest) as resp:
+            chunks = _counted(resp.iter_bytes(READ), desc, tracker, src.registry)
             dst.upload_blob(dst_repo, chunks, desc.digest, chunk_size=chunk_size, size=desc.size)
-        except IntegrityError as exc:
-            if exc.status == 400 or "DIGEST_INVALID" in exc.codes:
-                raise IntegrityError(
-                    f"blob {desc.digest} from {src.registry} does not match its digest (the destination "
-                    "refused it); nothing was tagged",
-                    registry=src.registry,
-                ) from None
-            raise
+    except IntegrityError as exc:
+        if exc.status == 400 or "DIGEST_INVALID" in exc.codes:
+            raise IntegrityError(
+                f"blob {desc.digest} from {src.registry} does not match its digest (the destination "
+                "refused it); nothing was tagged",
+                registry=src.registry,
+            ) from None
+        raise
     return desc.size
 
 

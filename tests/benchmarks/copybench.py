@@ -2,16 +2,21 @@
 
 A 256 MiB two-platform image (incompressible layers, 2 x 64 MiB per platform) goes from one
 fresh local registry to another; each tool gets a fresh destination every run, interleaved.
-The raw ceiling is the least any copier must do: each blob GET streamed into one PUT.
+The raw ceiling is the least any copier must do: each blob GET streamed into one PUT (Python and
+httpx, in this process). A second ceiling does the same with the bytes moved by `os.splice`
+(socket -> pipe -> socket, never through Python), which is how `jindr cp` moves them between
+plain-HTTP registries: the floor for that way of copying.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import random
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -31,6 +36,7 @@ from jindr_nb.client import RegistryClient  # noqa: E402
 from jindr_nb.models import OCI_CONFIG, OCI_INDEX, OCI_MANIFEST  # noqa: E402
 
 OURS = str(Path(sys.executable).parent / "jindr")
+TOOLS = ("skopeo copy --all", "raw ceiling", "raw ceiling, os.splice", "jindr cp")
 MIB = 1024 * 1024
 
 
@@ -132,6 +138,82 @@ def raw_copy(src: str, dst: str, repo: str) -> None:
         h.put(f"http://{dst}/v2/{repo}/manifests/latest", content=index.content, headers={"Content-Type": OCI_INDEX})
 
 
+def _connect(address: str) -> socket.socket:
+    host, port = address.rsplit(":", 1)
+    sock = socket.create_connection((host, int(port)))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+def _head(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
+    """Status, lower-cased headers and the body bytes read with them."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        more = sock.recv(65536)
+        assert more, "connection closed in the head"
+        data += more
+    head, rest = data.split(b"\r\n\r\n", 1)
+    lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    return int(lines[0].split()[1]), headers, rest
+
+
+def _splice_blob(src: str, dst: str, repo: str, digest: str) -> None:
+    d = _connect(dst)
+    d.sendall(f"POST /v2/{repo}/blobs/uploads/ HTTP/1.1\r\nHost: {dst}\r\nContent-Length: 0\r\n\r\n".encode())
+    status, headers, _ = _head(d)
+    assert status == 202, status
+    location = headers["location"]
+    if "://" in location:
+        location = "/" + location.split("/", 3)[3]
+    s = _connect(src)
+    s.sendall(f"GET /v2/{repo}/blobs/{digest} HTTP/1.1\r\nHost: {src}\r\n\r\n".encode())
+    status, headers, first = _head(s)
+    assert status == 200, status
+    length = int(headers["content-length"])
+    sep = "&" if "?" in location else "?"
+    d.sendall(
+        f"PUT {location}{sep}digest={digest} HTTP/1.1\r\nHost: {dst}\r\n"
+        f"Content-Type: application/octet-stream\r\nContent-Length: {length}\r\n\r\n".encode()
+        + first
+    )
+    left = length - len(first)
+    pipe_r, pipe_w = os.pipe()
+    fcntl.fcntl(pipe_w, fcntl.F_SETPIPE_SZ, MIB)
+    while left:
+        got = os.splice(s.fileno(), pipe_w, min(left, MIB))
+        assert got, "source closed early"
+        left -= got
+        while got:
+            got -= os.splice(pipe_r, d.fileno(), got)
+    os.close(pipe_r)
+    os.close(pipe_w)
+    status, _, body = _head(d)
+    assert status == 201, (status, body)
+    s.close()
+    d.close()
+
+
+def splice_copy(src: str, dst: str, repo: str) -> None:
+    """The ceiling for a kernel relay: as raw_copy, the blob bytes moved by os.splice."""
+    with httpx.Client(timeout=300) as h:
+        accept = {"Accept": f"{OCI_INDEX}, {OCI_MANIFEST}"}
+        index = h.get(f"http://{src}/v2/{repo}/manifests/latest", headers=accept)
+        children = [
+            h.get(f"http://{src}/v2/{repo}/manifests/{m['digest']}", headers=accept) for m in index.json()["manifests"]
+        ]
+        blobs = {d["digest"] for child in children for d in [child.json()["config"], *child.json()["layers"]]}
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(lambda digest: _splice_blob(src, dst, repo, digest), blobs))
+        for child in children:
+            h.put(
+                f"http://{dst}/v2/{repo}/manifests/{child.headers['Docker-Content-Digest']}",
+                content=child.content,
+                headers={"Content-Type": OCI_MANIFEST},
+            )
+        h.put(f"http://{dst}/v2/{repo}/manifests/latest", content=index.content, headers={"Content-Type": OCI_INDEX})
+
+
 def gnu_time(cmd: list[str]) -> tuple[float, int]:
     with tempfile.NamedTemporaryFile("r") as rss:
         start = time.perf_counter()
@@ -153,10 +235,10 @@ def main(runs: int = 5) -> str:
         times: dict[str, list[float]] = {}
         rss: dict[str, int] = {}
         for run in range(runs):
-            for tool in ("skopeo copy --all", "raw ceiling", "jindr cp"):
+            for number, tool in enumerate(TOOLS):
                 if tool.startswith("skopeo") and not shutil.which("skopeo"):
                     continue
-                dst = start_registry(work / f"dst-{tool[:3]}-{run}")
+                dst = start_registry(work / f"dst-{number}-{run}")
                 try:
                     if tool == "jindr cp":
                         seconds, peak = gnu_time([OURS, "-r", src.address, "cp", "big/app", dst.address])
@@ -175,7 +257,7 @@ def main(runs: int = 5) -> str:
                         )
                     else:
                         start = time.perf_counter()
-                        raw_copy(src.address, dst.address, "big/app")
+                        (splice_copy if "splice" in tool else raw_copy)(src.address, dst.address, "big/app")
                         seconds, peak = time.perf_counter() - start, 0
                     with RegistryClient(dst.address) as check:
                         assert check.get_manifest("big/app", "latest").digest == digest
@@ -208,7 +290,7 @@ def main(runs: int = 5) -> str:
         "| copier | median s | MiB/s | vs skopeo | vs raw ceiling | peak RSS MiB |",
         "|---|---:|---:|---:|---:|---:|",
     ]
-    for tool in ("skopeo copy --all", "raw ceiling", "jindr cp"):
+    for tool in TOOLS:
         if tool not in med:
             continue
         vs_skopeo = f"{rate[tool] / rate['skopeo copy --all']:.2f}" if "skopeo copy --all" in rate else ""
@@ -220,7 +302,12 @@ def main(runs: int = 5) -> str:
         "",
         f"- `jindr cp` again with everything already present: median {med['jindr cp, repeated (all present)']:.3f} s.",
         f"- `jindr cp` of a single 1 GiB layer: {huge_s:.1f} s, peak RSS {huge_rss / 1024:.0f} MiB.",
-        "- The raw ceiling runs inside the benchmark process (Python + httpx), so it has no RSS of its own.",
+        "- Both raw ceilings run inside the benchmark process (Python + httpx; the second moves the blob bytes "
+        "with os.splice), so they pay no process start and have no RSS of their own. `vs raw ceiling` is against "
+        "the first, the issue's definition (each blob GET streamed into one PUT).",
+        f"- `jindr cp` reaches {rate['jindr cp'] / rate['raw ceiling, os.splice']:.2f} of the os.splice ceiling."
+        if "jindr cp" in rate and "raw ceiling, os.splice" in rate
+        else "",
     ]
     return "\n".join(lines)
 
