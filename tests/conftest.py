@@ -27,12 +27,28 @@ def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
 
 
 @pytest.fixture(params=["splice", "stream"])
-def blob_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+def blob_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch):
     """Both ways `cp` moves a blob: the kernel relay (os.splice, the default between plain-HTTP
-    registries) and the stream through Python (TLS, redirects, or JINDR_SPLICE=0)."""
+    registries) and the stream through Python (TLS, redirects, or JINDR_SPLICE=0). Afterwards the
+    test must have used the way it stands for: some relayed upload, or none."""
+    from jindr_nb.client.fast import FastGet
+
+    monkeypatch.delenv("JINDR_SPLICE", raising=False)
     if request.param == "stream":
         monkeypatch.setenv("JINDR_SPLICE", "0")
-    return str(request.param)
+    relayed: list[str] = []
+    send_body = FastGet.send_body
+
+    def counting(self, method, path, *args, **kw):  # type: ignore[no-untyped-def]
+        relayed.append(path)
+        return send_body(self, method, path, *args, **kw)
+
+    monkeypatch.setattr(FastGet, "send_body", counting)
+    yield str(request.param)
+    if request.param == "splice":
+        assert relayed, "no blob went through the kernel relay"
+    else:
+        assert not relayed, f"JINDR_SPLICE=0 but {len(relayed)} uploads were relayed"
 
 
 def _need_binary() -> str:

@@ -25,6 +25,7 @@ through httpx). The destination verifies the digest when the upload completes.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import select
@@ -34,7 +35,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 
-__all__ = ["Answer", "Body", "Busy", "FastGet", "Headers", "RelayBroken", "SPLICE"]
+__all__ = ["Answer", "Body", "Busy", "FastGet", "Headers", "RelayBroken", "SPLICE", "Unanswered"]
 
 _MAX_HEADER_LINES = 100
 _RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
@@ -43,6 +44,9 @@ _NO_BODY = frozenset({204, 304})
 SPLICE = hasattr(os, "splice")
 _PIPE = 1024 * 1024  # bytes per splice: the pipe is grown to this when the system allows
 _TICK = 0.25  # seconds between checks of the caller's stop flag while a socket waits
+# splice's answers when the kernel (or a sandbox: gVisor, seccomp) will not splice these descriptors.
+_SPLICE_REFUSED = frozenset({errno.EINVAL, errno.ENOSYS, errno.EPERM, errno.EOPNOTSUPP})
+_splice_refused = False  # set once the kernel refused: later blobs stream through Python at once
 
 
 class Busy(Exception):
@@ -55,12 +59,16 @@ class Busy(Exception):
 
 
 class RelayBroken(Exception):
-    """A relayed blob failed: `side` is "source" or "destination", `how` is "ended", "stalled" or
-    "broken", `moved` the body bytes that got through."""
+    """A relayed blob failed: `side` is "source", "destination" or "kernel" (splice refused), `how`
+    is "ended", "stalled", "broken" or "refused", `moved` the body bytes that got through."""
 
     def __init__(self, side: str, how: str, moved: int) -> None:
         super().__init__(side, how, moved)
         self.side, self.how, self.moved = side, how, moved
+
+
+class Unanswered(Exception):
+    """A request that must not be sent twice went out, and no readable answer came back."""
 
 
 class _Stale(ConnectionResetError):
@@ -144,7 +152,9 @@ class Body:
 class FastGet:
     """Pooled keep-alive connections to one registry; thread-safe."""
 
-    def __init__(self, scheme: str, netloc: str, *, timeout: float, verify: bool = True) -> None:
+    def __init__(
+        self, scheme: str, netloc: str, *, timeout: float, verify: bool = True, connect_timeout: float = 5.0
+    ) -> None:
         self.scheme = scheme
         self.netloc = netloc
         host, _, port = netloc.rpartition(":") if not netloc.endswith("]") else (netloc, "", "")
@@ -153,6 +163,7 @@ class FastGet:
         self.host = host.strip("[]")
         self.port = int(port) if port.isdigit() else (443 if scheme == "https" else 80)
         self.timeout = timeout
+        self.connect_timeout = min(connect_timeout, timeout)
         self._context: ssl.SSLContext | None = None
         if scheme == "https":
             # verify=False only for registries the user listed as insecure.
@@ -164,7 +175,7 @@ class FastGet:
     @property
     def can_relay(self) -> bool:
         """Bodies can be spliced: plain TCP (TLS encrypts in user space) on a system with splice."""
-        return SPLICE and self._context is None
+        return SPLICE and self._context is None and not _splice_refused
 
     def get(self, path: str, headers: Mapping[str, str], limit: int) -> tuple[Headers, bytes] | None:
         """(headers, body) of a 200 answer within `limit` bytes, else None.
@@ -181,17 +192,27 @@ class FastGet:
         return None
 
     def request(
-        self, method: str, path: str, headers: Mapping[str, str], body: bytes = b"", limit: int = 1 << 20
+        self,
+        method: str,
+        path: str,
+        headers: Mapping[str, str],
+        body: bytes = b"",
+        limit: int = 1 << 20,
+        *,
+        resend: bool = True,
     ) -> Answer | None:
         """The whole answer to one request (any status), or None when this path cannot tell.
 
-        Raises `TimeoutError` when the registry stops answering.
+        None means "send it through the general path": only offered when the request never
+        reached the registry, or when `resend` says sending it twice is harmless. Otherwise a
+        request that went out without a readable answer raises `Unanswered`. Raises
+        `TimeoutError` when the registry stops answering.
         """
         head = self._head(method, path, headers, len(body) if body or method in ("POST", "PUT", "PATCH") else None)
         for attempt in (0, 1):
             conn, reused = self._acquire()
             if conn is None:
-                return None
+                return None  # no connection: nothing was sent
             try:
                 try:
                     conn.sock.sendall(head)
@@ -205,16 +226,22 @@ class FastGet:
             except TimeoutError:
                 conn.close()
                 raise
-            except _Stale:
+            except _Stale as exc:
                 conn.close()
+                if not resend:
+                    raise Unanswered(f"the connection closed before an answer ({exc})") from None
                 if reused and attempt == 0:
                     continue  # the registry closed an idle keep-alive connection: once more on a new one
                 return None
-            except (OSError, ValueError, UnicodeError):
+            except (OSError, ValueError, UnicodeError) as exc:
                 conn.close()  # broken mid-answer: the general path asks again, within the retry budget
+                if not resend:
+                    raise Unanswered(f"the answer broke off ({type(exc).__name__})") from None
                 return None
             if answer is None:
                 conn.close()
+                if not resend:
+                    raise Unanswered(f"an answer over {limit} bytes")
                 return None
             status, resp_headers, content, keep = answer
             if keep:
@@ -286,8 +313,14 @@ class FastGet:
         `on_bytes(n)` hears of every piece moved, and of every quarter second spent waiting with
         n=0: whatever it raises stops the transfer. Raises `RelayBroken` naming the side at fault.
         """
+        try:
+            pipe = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError:
+            raise RelayBroken("kernel", "refused", 0) from None  # out of descriptors: stream instead
         conn = self._connect()
         if conn is None:
+            os.close(pipe[0])
+            os.close(pipe[1])
             raise RelayBroken("destination", "broken", 0)
         ok = False
         try:
@@ -297,7 +330,7 @@ class FastGet:
                 raise RelayBroken("destination", "stalled", 0) from None
             except OSError:
                 raise RelayBroken("destination", "broken", 0) from None
-            moved = self._pump(body, conn, length, on_bytes)
+            moved = self._pump(body, conn, length, on_bytes, pipe)
             try:
                 answer = self._read(conn, 1 << 20, False)
             except TimeoutError:
@@ -317,12 +350,16 @@ class FastGet:
                     return early
             raise
         finally:
+            os.close(pipe[0])
+            os.close(pipe[1])
             if ok:
                 self._release(conn)
             else:
                 conn.close()
 
-    def _pump(self, body: Body, conn: _Conn, length: int, on_bytes: Callable[[int], None]) -> int:
+    def _pump(
+        self, body: Body, conn: _Conn, length: int, on_bytes: Callable[[int], None], pipe: tuple[int, int]
+    ) -> int:
         """Move `length` bytes of `body` onto `conn`: the buffered start, then splice."""
         moved = 0
         first = body.first[:length]
@@ -341,36 +378,32 @@ class FastGet:
             return moved
         src = body.conn.sock.fileno()
         dst = conn.sock.fileno()
-        pipe_r, pipe_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        pipe_r, pipe_w = pipe
         try:
+            fcntl.fcntl(pipe_w, fcntl.F_SETPIPE_SZ, _PIPE)
+        except OSError:
+            pass  # the default 64 KiB pipe works too, in more calls
+        while moved < length:
             try:
-                fcntl.fcntl(pipe_w, fcntl.F_SETPIPE_SZ, _PIPE)
-            except OSError:
-                pass  # the default 64 KiB pipe works too, in more calls
-            while moved < length:
+                got = os.splice(src, pipe_w, min(_PIPE, length - moved))
+            except BlockingIOError:
+                self._wait(src, select.POLLIN, "source", moved, on_bytes)
+                continue
+            except OSError as exc:
+                raise _splice_failed(exc, "source", "ended", moved) from None
+            if got == 0:
+                raise RelayBroken("source", "ended", moved)
+            left = got
+            while left:
                 try:
-                    got = os.splice(src, pipe_w, min(_PIPE, length - moved))
+                    left -= os.splice(pipe_r, dst, left)
                 except BlockingIOError:
-                    self._wait(src, select.POLLIN, "source", moved, on_bytes)
-                    continue
-                except OSError:
-                    raise RelayBroken("source", "ended", moved) from None
-                if got == 0:
-                    raise RelayBroken("source", "ended", moved)
-                left = got
-                while left:
-                    try:
-                        left -= os.splice(pipe_r, dst, left)
-                    except BlockingIOError:
-                        self._wait(dst, select.POLLOUT, "destination", moved, on_bytes)
-                    except OSError:
-                        raise RelayBroken("destination", "broken", moved) from None
-                moved += got
-                body.taken += got
-                on_bytes(got)
-        finally:
-            os.close(pipe_r)
-            os.close(pipe_w)
+                    self._wait(dst, select.POLLOUT, "destination", moved, on_bytes)
+                except OSError as exc:
+                    raise _splice_failed(exc, "destination", "broken", moved) from None
+            moved += got
+            body.taken += got
+            on_bytes(got)
         return moved
 
     def _wait(self, fd: int, event: int, side: str, moved: int, on_bytes: Callable[[int], None]) -> None:
@@ -434,14 +467,26 @@ class FastGet:
 
     def _read(self, conn: _Conn, limit: int, head_only: bool) -> tuple[int, Headers, bytes, bool] | None:
         status, headers, keep = self._read_head(conn)
-        if head_only or status in _NO_BODY or status < 200:
+        for _ in range(8):  # interim answers (100 Continue, 103 Early Hints) come before the real one
+            if not 100 <= status < 200:
+                break
+            status, headers, keep = self._read_head(conn)
+        else:
+            return None
+        if head_only or status in _NO_BODY:
             return status, headers, b"", keep
         if "chunked" in headers.get("transfer-encoding", "").lower():
             body = self._read_chunked(conn, limit)
             return None if body is None else (status, headers, body, keep)
+        if "transfer-encoding" in headers:
+            return None
         length = headers.get("content-length", "")
-        if not length.isdigit() or "transfer-encoding" in headers or int(length) > limit:
-            return None  # a body framed by the connection's end, or too big: not for this path
+        if not length:
+            # No length and not chunked: the body runs to the end of the connection.
+            body = conn.reader.read(limit + 1)
+            return None if len(body) > limit else (status, headers, body, False)
+        if not length.isdigit() or int(length) > limit:
+            return None
         body = conn.reader.read(int(length))
         if len(body) != int(length):
             raise ConnectionResetError("body truncated")
@@ -477,7 +522,8 @@ class FastGet:
             if self._closed:
                 return None
         try:
-            sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
+            sock = socket.create_connection((self.host, self.port), timeout=self.connect_timeout)
+            sock.settimeout(self.timeout)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self._context is not None:
                 sock = self._context.wrap_socket(sock, server_hostname=self.host)
@@ -496,8 +542,19 @@ class FastGet:
             found = self._idle.pop() if self._idle else None
         for conn in stale:
             conn.close()
-        if found is not None:
-            return found, True
+        while found is not None:
+            # An idle connection with something to read has been closed by the registry (or holds
+            # stray bytes): never send on it, so a request that must not repeat is sent only once.
+            # (Over TLS, session tickets can make a good connection readable: not asked there.)
+            if self._context is not None:
+                return found, True
+            poller = select.poll()
+            poller.register(found.sock, select.POLLIN)
+            if not poller.poll(0):
+                return found, True
+            found.close()
+            with self._lock:
+                found = self._idle.pop() if self._idle else None
         return self._connect(), False
 
     def _release(self, conn: _Conn) -> None:
@@ -507,3 +564,12 @@ class FastGet:
                 self._idle.append(conn)
                 return
         conn.close()
+
+
+def _splice_failed(exc: OSError, side: str, how: str, moved: int) -> RelayBroken:
+    """A connection's failure, or the kernel refusing to splice (remembered for later blobs)."""
+    global _splice_refused
+    if exc.errno in _SPLICE_REFUSED:
+        _splice_refused = True
+        return RelayBroken("kernel", "refused", moved)
+    return RelayBroken(side, how, moved)

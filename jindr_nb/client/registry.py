@@ -35,7 +35,7 @@ from ..models import (
 )
 from ..refs import parse_registry, scheme_for
 from .auth import Challenge, Credentials, TokenCache, docker_credentials, parse_challenge
-from .fast import Answer, Busy, FastGet, RelayBroken
+from .fast import Answer, Body, Busy, FastGet, Headers, RelayBroken, Unanswered
 
 if TYPE_CHECKING:
     import httpx
@@ -97,9 +97,14 @@ class RegistryClient:
         self._transport = transport
         self._http_options = {"timeout": timeout, "connect": connect_timeout, "pool": pool, "verify": not insecure}
         self._http_client: httpx.Client | None = None
-        # An injected transport (tests, fault injection) must see every request: no fast path then.
+        # An injected transport (tests, fault injection) must see every request; a proxy from the
+        # environment (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY) is for httpx to use: no fast path then.
         self._fast = (
-            None if transport is not None else FastGet(self.scheme, self.registry, timeout=timeout, verify=not insecure)
+            None
+            if transport is not None or _proxied(self.scheme, self.registry)
+            else FastGet(
+                self.scheme, self.registry, timeout=timeout, verify=not insecure, connect_timeout=connect_timeout
+            )
         )
         self._sent = itertools.count()
         self._no_referrers_api = False
@@ -437,24 +442,16 @@ class RegistryClient:
         if os.environ.get("JINDR_SPLICE", "1") == "0":  # the way out should a kernel or sandbox refuse splice
             return False
         what = f"blob {digest} in {source_repository}"
-        scope = f"repository:{source_repository}:pull"
-        if not source._checked:
-            source.ping()
-        headers = {"User-Agent": "jindr_nb", **source._auth_headers(scope)}
-        next(source._sent)
-        try:
-            body = source._fast.open_body(f"/v2/{source_repository}/blobs/{digest}", headers)
-        except TimeoutError:
-            raise source._stalled(what) from None
-        except Busy as busy:  # the first attempt; the streaming path retries, after the wait asked for
-            wait = _retry_after(busy.retry_after)
-            if source.retries and wait <= _MAX_RETRY_AFTER:
-                _backoff(1, wait)
-            return False
-        except RelayBroken as broken:
-            raise self._relay_error(broken, source, what, "", 0) from None
+        body = self._open_relay_source(source, source_repository, digest, what)
         if body is None:
             return False
+        moved = 0
+
+        def counted(n: int) -> None:
+            nonlocal moved
+            on_bytes(n)
+            moved += n
+
         try:
             if body.length != size:
                 raise IntegrityError(
@@ -465,6 +462,9 @@ class RegistryClient:
             upload = f"upload of {digest} to {repository}"
             start = self._send("POST", f"/v2/{repository}/blobs/uploads/", ok=(202,), scope=push, what=upload)
             location = self._location(start)
+            if self._fast_path(location) is None:  # the registry sends uploads elsewhere: httpx follows
+                self._cancel_upload(location, push)
+                return False
             offset = 0
             parts = [size] if chunk_size is None else [min(chunk_size, size - o) for o in range(0, size, chunk_size)]
             for length in parts or [0]:
@@ -479,20 +479,67 @@ class RegistryClient:
                     hdrs["Content-Range"] = f"{offset}-{offset + length - 1}"
                 next(self._sent)
                 try:
-                    answer = self._fast.send_body("PUT" if last else "PATCH", path, hdrs, body, length, on_bytes)
+                    answer = self._fast.send_body("PUT" if last else "PATCH", path, hdrs, body, length, counted)
                 except RelayBroken as broken:
+                    if broken.side == "kernel":  # splice refused here: this blob, and later ones, stream
+                        self._cancel_upload(location, push)
+                        on_bytes(-moved)
+                        return False
                     raise self._relay_error(broken, source, what, upload, offset) from None
                 if answer.status_code != (201 if last else 202):
                     raise self._error(answer, upload)
                 offset += length
                 location = location if last else self._location(answer)
             if chunk_size is not None:
-                self._send("PUT", _add_query(location, digest=digest), ok=(201,), scope=push, content=b"", what=upload)
+                self._send(
+                    "PUT",
+                    _add_query(location, digest=digest),
+                    ok=(201,),
+                    scope=push,
+                    content=b"",
+                    what=upload,
+                    retry=False,
+                )
         finally:
             body.close()
         with self._lock:
             self.blobs_relayed += 1
         return True
+
+    def _open_relay_source(self, source: RegistryClient, repository: str, digest: str, what: str) -> Body | None:
+        """The source's blob, head read and body waiting on the socket; None: stream it instead.
+
+        A 429/5xx is retried here within the source's retry budget (Retry-After honoured), as the
+        streaming path would.
+        """
+        assert source._fast is not None
+        scope = f"repository:{repository}:pull"
+        if not source._checked:
+            source.ping()
+        for attempt in range(1, source.retries + 2):
+            headers = {"User-Agent": "jindr_nb", **source._auth_headers(scope)}
+            next(source._sent)
+            try:
+                return source._fast.open_body(f"/v2/{repository}/blobs/{digest}", headers)
+            except TimeoutError:
+                raise source._stalled(what) from None
+            except RelayBroken as broken:
+                raise self._relay_error(broken, source, what, "", 0) from None
+            except Busy as busy:
+                wait = _retry_after(busy.retry_after)
+                if attempt > source.retries or wait > _MAX_RETRY_AFTER:
+                    busy_headers = Headers({"retry-after": busy.retry_after} if busy.retry_after else {})
+                    url = f"{source.base_url}/v2/{repository}/blobs/{digest}"
+                    raise source._error(Answer(busy.status, busy_headers, b"", "GET", url), what) from None
+                _backoff(attempt, wait)
+        return None
+
+    def _cancel_upload(self, location: str, scope: str) -> None:
+        """Best effort: an upload session jindr will not finish should not linger."""
+        try:
+            self._send("DELETE", location, ok=(204, 404, 405), scope=scope, what="upload cancel", retry=False)
+        except RegistryError:
+            pass
 
     def _relay_error(
         self, broken: RelayBroken, source: RegistryClient, what: str, upload: str, offset: int
@@ -716,7 +763,7 @@ class RegistryClient:
                 hdrs.update(self._auth_headers(scope))
             resp: httpx.Response | Answer | None = None
             if fast_path is not None:
-                resp = self._fast_send(method, fast_path, hdrs, content or b"", what or url)
+                resp = self._fast_send(method, fast_path, hdrs, content or b"", what or url, resend=retry)
                 if resp is None or (follow and 300 <= resp.status_code < 400):
                     resp, fast_path = None, None  # not for this path: httpx from here on
             if resp is None:
@@ -754,13 +801,24 @@ class RegistryClient:
             return url[len(self.base_url) :]
         return None
 
-    def _fast_send(self, method: str, path: str, headers: dict[str, str], body: bytes, what: str) -> Answer | None:
+    def _fast_send(
+        self, method: str, path: str, headers: dict[str, str], body: bytes, what: str, *, resend: bool
+    ) -> Answer | None:
+        """The fast path's whole answer; None: send it through httpx (only when that is harmless)."""
         assert self._fast is not None
         next(self._sent)
         try:
-            return self._fast.request(method, path, {"User-Agent": "jindr_nb", **headers}, body, _MAX_FAST_ANSWER)
+            return self._fast.request(
+                method, path, {"User-Agent": "jindr_nb", **headers}, body, _MAX_FAST_ANSWER, resend=resend
+            )
         except TimeoutError:
             raise self._stalled(what) from None
+        except Unanswered as exc:
+            raise RegistryUnreachable(
+                f"{self.registry} closed the connection during {what} without an answer ({exc}); "
+                "check the registry, then run the command again",
+                registry=self.registry,
+            ) from None
 
     def _http_send(
         self,
@@ -1097,6 +1155,27 @@ class _Pieces:
         for extra in self._pieces:
             if extra:
                 raise IntegrityError("the blob stream is longer than its size")
+
+
+def _proxied(scheme: str, registry: str) -> bool:
+    """A proxy from the environment applies to `registry` (never to one on this machine)."""
+    host = (registry.rsplit(":", 1)[0] if not registry.endswith("]") else registry).lower()
+    octets = host.split(".")
+    if host in ("localhost", "[::1]") or (len(octets) == 4 and octets[0] == "127" and all(map(str.isdigit, octets))):
+        return False
+    names = ("https_proxy", "all_proxy") if scheme == "https" else ("http_proxy", "all_proxy")
+    if not any(os.environ.get(n) or os.environ.get(n.upper()) for n in names):
+        return False
+    bare = host.strip("[]")
+    for entry in (os.environ.get("no_proxy") or os.environ.get("NO_PROXY") or "").lower().split(","):
+        entry = entry.strip()
+        if entry == "*":
+            return False
+        entry = entry.rsplit(":", 1)[0] if entry.count(":") == 1 else entry
+        name = entry.lstrip(".")
+        if name and (bare == name or bare.endswith("." + name)):
+            return False
+    return True
 
 
 def default_insecure() -> frozenset[str]:
