@@ -419,12 +419,14 @@ def _rmr(session: Session, args: argparse.Namespace) -> Result:
     repos = list(dict.fromkeys(parse_repository(r) for r in args.repos))
     client = session.client()
     plans = plan_repositories(client, repos)  # every repository must exist before anything goes
-    if args.dry_run:
-        return Result(ActionRow, [row for p in plans for row in p.rows("would delete", "")])
-    if not _confirmed(session, args, f"delete the repositories {', '.join(repos)} and every image in them?"):
-        return Result(ActionRow, [row for p in plans for row in p.rows("would delete", "")], "nothing deleted")
     found = find_managed(session.registry)
-    if found is not None and found[1].status == "running":
+    local = found is not None and found[1].status == "running"
+    planned = [row for p in plans for row in p.rows("would delete", "", torn_removed=local)]
+    if args.dry_run:
+        return Result(ActionRow, planned)
+    if not _confirmed(session, args, f"delete the repositories {', '.join(repos)} and every image in them?"):
+        return Result(ActionRow, planned, "nothing deleted")
+    if local:
         gc = collect(found[0], session.registry, remove_repositories=repos)
         note = "repository removed from storage"
         message = f"{len(repos)} repositories removed; garbage collection reclaimed {gc.reclaimed} bytes"
@@ -435,7 +437,7 @@ def _rmr(session: Session, args: argparse.Namespace) -> Result:
             "the repository names stay in the catalog until the registry's operator removes them "
             "(the registry API cannot delete a repository)"
         )
-    rows = [row for p in plans for row in p.rows("deleted", note)]
+    rows = [row for p in plans for row in p.rows("deleted", note, torn_removed=local)]
     return Result(ActionRow, rows, message)
 
 

@@ -199,3 +199,46 @@ def test_cli_asks_on_a_terminal(registry) -> None:
     with RegistryClient(registry.address) as client:
         assert client.tags("app") == ["b"]
     assert "[y/N]" not in run_in_pty(b"", "rmi", "-y", "app:b")
+
+
+def _tear(storage: Path, repository: str, digest: str) -> None:
+    """What the registry's own delete leaves when killed half-way: the manifest's revision is gone,
+    the tag pointing at it is not."""
+    revision = storage / "docker/registry/v2/repositories" / repository / "_manifests/revisions/sha256" / digest[7:]
+    assert revision.is_dir()
+    for part in sorted(revision.rglob("*"), reverse=True):
+        part.unlink() if part.is_file() else part.rmdir()
+    revision.rmdir()
+
+
+def test_rmr_names_a_torn_tag_it_cannot_remove(registry) -> None:
+    with RegistryClient(registry.address) as client:
+        kept = ImageFactory(client).single("torn", "ok")
+        broken = ImageFactory(client, seed=9).single("torn", "half")
+    _tear(registry.storage, "torn", broken.digest)
+    registry.stop()
+    registry.start()  # the registry's in-memory cache forgets the revision
+    with RegistryClient(registry.address) as client:
+        assert sorted(client.tags("torn")) == ["half", "ok"] and client.head_manifest("torn", "half") is None
+        rows = {r.tag: r for r in jindr("-r", registry.address, "rmr", "torn").rows}
+        assert rows["ok"].action == "deleted" and rows["ok"].digest == kept.digest
+        assert rows["half"].action == "not found" and rows["half"].digest == ""
+        assert "manifest is gone" in rows["half"].note and "operator" in rows["half"].note
+        assert client.tags("torn") == ["half"]  # the API cannot remove it, as the row says
+
+
+def test_rmr_on_a_registry_jindr_runs_removes_a_torn_tag(managed) -> None:
+    address, storage = managed
+    with RegistryClient(address) as client:
+        ImageFactory(client).single("torn", "ok")
+        broken = ImageFactory(client, seed=9).single("torn", "half")
+        ImageFactory(client, seed=10).single("other", "v1")
+    _tear(storage, "torn", broken.digest)
+    jindr("-r", address, "restart")
+    with RegistryClient(address) as client:
+        assert client.head_manifest("torn", "half") is None
+    planned = {r.tag: r.action for r in jindr("-r", address, "rmr", "--dry-run", "torn").rows}
+    assert planned == {"ok": "would delete", "half": "would delete"}
+    rows = {r.tag: r for r in jindr("-r", address, "rmr", "torn").rows}
+    assert rows["half"].action == "deleted" and "manifest is gone" in rows["half"].note
+    assert [r.repository for r in jindr("-r", address, "ls").rows] == ["other"]

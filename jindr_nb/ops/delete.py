@@ -24,6 +24,8 @@ from ..refs import Ref
 __all__ = ["DeletePlan", "RepoPlan", "delete_repositories", "delete_images", "plan_images", "plan_repositories"]
 
 SPACE_NOTE = "space returns at the next gc or stop"
+TORN_NOTE = "listed, but its manifest is gone (a delete the registry did not finish)"
+TORN_ADVICE = f"{TORN_NOTE}; the API cannot remove it: `rmr` on a registry jindr runs does, else its operator"
 EMPTY_CONFIG = b"{}"
 EMPTY_CONFIG_TYPE = "application/vnd.oci.empty.v1+json"
 
@@ -163,11 +165,21 @@ class RepoPlan:
     registry: str
     repository: str
     digests: dict[str, list[str]] = field(default_factory=dict)
+    #: Tags the registry lists whose manifest is gone: what its own delete leaves when it is killed
+    #: between removing a manifest and removing the tags on it. No API call can remove them.
+    torn: list[str] = field(default_factory=list)
 
-    def rows(self, action: str, note: str) -> list[ActionRow]:
+    def rows(self, action: str, note: str, *, torn_removed: bool = False) -> list[ActionRow]:
+        """One row per tag; `torn_removed`: the repository's directory goes, torn tags with it."""
         rows = []
         for digest, tags in sorted(self.digests.items()):
             rows.extend(ActionRow(self.registry, self.repository, t, digest, action, note) for t in sorted(tags))
+        for tag in sorted(self.torn):
+            if torn_removed:
+                detail = f"{TORN_NOTE}; {note}" if note else TORN_NOTE
+                rows.append(ActionRow(self.registry, self.repository, tag, "", action, detail))
+            else:
+                rows.append(ActionRow(self.registry, self.repository, tag, "", "not found", TORN_ADVICE))
         return rows
 
 
@@ -176,8 +188,12 @@ def plan_repositories(client: RegistryClient, repositories: Sequence[str]) -> li
     plans = []
     for repo in repositories:
         plan = RepoPlan(client.registry, repo)
-        for tag, digest in _tag_map(client, repo, {}).items():
-            plan.digests.setdefault(digest, []).append(tag)
+        for tag in client.tags(repo):
+            head = client.head_manifest(repo, tag)
+            if head is not None and head[0]:
+                plan.digests.setdefault(head[0], []).append(tag)
+            else:
+                plan.torn.append(tag)
         plans.append(plan)
     return plans
 
