@@ -71,6 +71,20 @@ def test_copy_is_byte_identical_and_second_copy_moves_nothing(two, kind: str, bl
     assert again.bytes_copied == 0 and again.blobs_copied == 0 and again.blobs_skipped == first[0].blobs_copied
 
 
+def _copy_watching(src: LocalRegistry, dst: LocalRegistry, image: str) -> tuple[object, list[tuple[int, int]], int]:
+    """copy_image in-process: its row, every progress report, and how many blobs were relayed."""
+    seen: list[tuple[int, int]] = []
+    with RegistryClient(src.address) as s, RegistryClient(dst.address) as d:
+        row = copy_image(
+            s,
+            parse_ref(image, src.address),
+            d,
+            parse_ref(image, dst.address),
+            progress=lambda done, total: seen.append((done, total)),
+        )
+        return row, seen, d.blobs_relayed
+
+
 def test_large_blobs_go_up_in_chunks(two, blob_path: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Blobs over CHUNKED_ABOVE go up as PATCH chunks (made small here): both paths, digests equal."""
     import jindr_nb.ops.copy as engine
@@ -80,17 +94,9 @@ def test_large_blobs_go_up_in_chunks(two, blob_path: str, monkeypatch: pytest.Mo
     src, dst = two
     with RegistryClient(src.address) as c:
         pushed = ImageFactory(c, seed=29).index("big", "v1", layers=2, layer_size=2_500_000)
-    seen: list[tuple[int, int]] = []
-    with RegistryClient(src.address) as s, RegistryClient(dst.address) as d:
-        row = copy_image(
-            s,
-            parse_ref("big:v1", src.address),
-            d,
-            parse_ref("big:v1", dst.address),
-            progress=lambda done, total: seen.append((done, total)),
-        )
+    row, seen, relayed = _copy_watching(src, dst, "big:v1")
+    with RegistryClient(dst.address) as d:
         verify_pull(d, "big", "v1", pushed)
-        relayed = d.blobs_relayed
     assert relayed == (row.blobs_copied if blob_path == "splice" else 0) and row.blobs_copied > 4
     assert row.digest == pushed.digest and row.bytes_copied == seen[-1][0] == seen[-1][1] > 5_000_000
 
@@ -219,15 +225,7 @@ def test_progress_reports_bytes(two) -> None:
     src, dst = two
     with RegistryClient(src.address) as c:
         pushed = ImageFactory(c).index("app", "v1", layer_size=300_000)
-    seen: list[tuple[int, int]] = []
-    with RegistryClient(src.address) as s, RegistryClient(dst.address) as d:
-        row = copy_image(
-            s,
-            parse_ref("app:v1", src.address),
-            d,
-            parse_ref("app:v1", dst.address),
-            progress=lambda done, total: seen.append((done, total)),
-        )
+    row, seen, _ = _copy_watching(src, dst, "app:v1")
     # Every blob of the graph: platform images (pushed.size) plus the attestations' small blobs.
     assert seen[0][0] == 0 and seen[-1][0] == seen[-1][1] == row.bytes_copied
     assert pushed.size < row.bytes_copied < pushed.size + 4096

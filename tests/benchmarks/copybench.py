@@ -23,6 +23,7 @@ import sys
 import tempfile
 import time
 import zlib
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -106,29 +107,17 @@ def push_image(address: str, repo: str, layers_per_platform: list[int], platform
         return client.put_manifest(repo, "latest", index, OCI_INDEX)
 
 
-def raw_copy(src: str, dst: str, repo: str) -> None:
-    """The ceiling: every blob GET streamed into one monolithic PUT, 4 at a time; then the manifests."""
+def _ceiling(src: str, dst: str, repo: str, move: Callable[[httpx.Client, str], None]) -> None:
+    """The manifests read, every blob moved by `move` 4 at a time, then the manifests written."""
     with httpx.Client(timeout=300) as h:
         accept = {"Accept": f"{OCI_INDEX}, {OCI_MANIFEST}"}
         index = h.get(f"http://{src}/v2/{repo}/manifests/latest", headers=accept)
         children = [
             h.get(f"http://{src}/v2/{repo}/manifests/{m['digest']}", headers=accept) for m in index.json()["manifests"]
         ]
-        blobs = {}
-        for child in children:
-            body = child.json()
-            for d in [body["config"], *body["layers"]]:
-                blobs[d["digest"]] = d
-
-        def one(digest: str) -> None:
-            start = h.post(f"http://{dst}/v2/{repo}/blobs/uploads/")
-            location = httpx.URL(f"http://{dst}").join(start.headers["Location"])
-            with h.stream("GET", f"http://{src}/v2/{repo}/blobs/{digest}") as resp:
-                put = h.put(location.copy_merge_params({"digest": digest}), content=resp.iter_bytes(MIB))
-                assert put.status_code == 201, put.text
-
+        blobs = {d["digest"] for child in children for d in [child.json()["config"], *child.json()["layers"]]}
         with ThreadPoolExecutor(4) as pool:
-            list(pool.map(one, blobs))
+            list(pool.map(lambda digest: move(h, digest), blobs))
         for child in children:
             h.put(
                 f"http://{dst}/v2/{repo}/manifests/{child.headers['Docker-Content-Digest']}",
@@ -136,6 +125,24 @@ def raw_copy(src: str, dst: str, repo: str) -> None:
                 headers={"Content-Type": OCI_MANIFEST},
             )
         h.put(f"http://{dst}/v2/{repo}/manifests/latest", content=index.content, headers={"Content-Type": OCI_INDEX})
+
+
+def raw_copy(src: str, dst: str, repo: str) -> None:
+    """The ceiling: every blob GET streamed into one monolithic PUT (httpx, 1 MiB pieces)."""
+
+    def move(h: httpx.Client, digest: str) -> None:
+        start = h.post(f"http://{dst}/v2/{repo}/blobs/uploads/")
+        location = httpx.URL(f"http://{dst}").join(start.headers["Location"])
+        with h.stream("GET", f"http://{src}/v2/{repo}/blobs/{digest}") as resp:
+            put = h.put(location.copy_merge_params({"digest": digest}), content=resp.iter_bytes(MIB))
+            assert put.status_code == 201, put.text
+
+    _ceiling(src, dst, repo, move)
+
+
+def splice_copy(src: str, dst: str, repo: str) -> None:
+    """The ceiling for a kernel relay: as raw_copy, the blob bytes moved by os.splice."""
+    _ceiling(src, dst, repo, lambda h, digest: _splice_blob(src, dst, repo, digest))
 
 
 def _connect(address: str) -> socket.socket:
@@ -192,26 +199,6 @@ def _splice_blob(src: str, dst: str, repo: str, digest: str) -> None:
     assert status == 201, (status, body)
     s.close()
     d.close()
-
-
-def splice_copy(src: str, dst: str, repo: str) -> None:
-    """The ceiling for a kernel relay: as raw_copy, the blob bytes moved by os.splice."""
-    with httpx.Client(timeout=300) as h:
-        accept = {"Accept": f"{OCI_INDEX}, {OCI_MANIFEST}"}
-        index = h.get(f"http://{src}/v2/{repo}/manifests/latest", headers=accept)
-        children = [
-            h.get(f"http://{src}/v2/{repo}/manifests/{m['digest']}", headers=accept) for m in index.json()["manifests"]
-        ]
-        blobs = {d["digest"] for child in children for d in [child.json()["config"], *child.json()["layers"]]}
-        with ThreadPoolExecutor(4) as pool:
-            list(pool.map(lambda digest: _splice_blob(src, dst, repo, digest), blobs))
-        for child in children:
-            h.put(
-                f"http://{dst}/v2/{repo}/manifests/{child.headers['Docker-Content-Digest']}",
-                content=child.content,
-                headers={"Content-Type": OCI_MANIFEST},
-            )
-        h.put(f"http://{dst}/v2/{repo}/manifests/latest", content=index.content, headers={"Content-Type": OCI_INDEX})
 
 
 def gnu_time(cmd: list[str]) -> tuple[float, int]:
