@@ -63,7 +63,10 @@ def _b64url(data: bytes) -> str:
 class TokenServer:
     """Issues registry tokens for one user; `requests` counts the token requests."""
 
-    def __init__(self, workdir: Path, user: str, password: str, service: str = "jindr-test") -> None:
+    def __init__(
+        self, workdir: Path, user: str, password: str, service: str = "jindr-test", *, anonymous: bool = True
+    ) -> None:
+        """`anonymous`: a request without credentials gets a pull-only token (else a 401)."""
         self.user, self.password, self.service = user, password, service
         self.issuer = "jindr-test-issuer"
         self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -101,6 +104,10 @@ class TokenServer:
                         self.end_headers()
                         return
                     who = user
+                elif not anonymous:
+                    self.send_response(401)
+                    self.end_headers()
+                    return
                 access = []
                 for scope in query.get("scope", []):
                     for one in scope.split(" "):

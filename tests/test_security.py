@@ -20,7 +20,7 @@ from pathlib import Path
 
 import boto3
 import pytest
-from authrig import basic_auth_config, docker_config, htpasswd
+from authrig import TokenServer, basic_auth_config, docker_config, htpasswd
 from jindr_run import jindr
 from rig import ImageFactory, free_port, start_registry, write_counts
 from test_ecr import ACCOUNT, fake_ecr_registry, moto  # noqa: F401 - fixtures
@@ -208,6 +208,54 @@ def test_names_that_reach_docker_or_a_process_are_validated(kind: str, request, 
 
 SENTINEL = f"S3ntinel-pa55-{secrets.token_hex(6)}"
 WRONG = f"S3ntinel-wr0ng-{secrets.token_hex(6)}"
+
+
+def test_a_proxy_password_stays_out_of_sight(runtime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pull-through cache of a password-protected upstream: the password reaches the registry
+    (pulls work, also after a restart) but not the process's command line or environment, nor the
+    container's configuration that `docker inspect` shows."""
+    kind, args, client = runtime
+    # Token auth: registry 2.8's proxy hands credentials only to an upstream's token service (as
+    # Docker Hub has), and this one gives nothing to anonymous requests.
+    tokens = TokenServer(tmp_path, "puller", SENTINEL, anonymous=False)
+    upstream = start_registry(tmp_path / "upstream", tokens.registry_config())
+    with RegistryClient(upstream.address, credentials=Credentials("puller", SENTINEL)) as c:
+        first = ImageFactory(c, seed=11).single("team/app", "v1")
+        second = ImageFactory(c, seed=12).single("team/app", "v2")
+    monkeypatch.setenv("UPSTREAM_PASSWORD", SENTINEL)
+    address = f"localhost:{free_port()}"
+    proxy = ["--proxy", f"http://{upstream.address}", "--proxy-username", "puller"]
+    proxy += ["--proxy-password-env", "UPSTREAM_PASSWORD"]
+    row = jindr("-r", address, "start", "-d", str(tmp_path / "cache"), *args, *proxy).rows[0]
+    try:
+        with RegistryClient(address) as cache:
+            assert cache.get_manifest("team/app", "v1").digest == first.digest  # the password got there
+        if client is None:
+            case(f"{kind}: the proxy password is in no command line or environment")
+            pid = int(row.name)
+            for part in ("cmdline", "environ"):
+                assert SENTINEL.encode() not in Path(f"/proc/{pid}/{part}").read_bytes(), part
+        else:
+            case(f"{kind}: the proxy password is not in the container's configuration (docker inspect)")
+            attrs = client.containers.get(row.name).attrs
+            assert SENTINEL not in repr(attrs), "the password shows in docker inspect"
+        case(f"{kind}: the file holding the proxy password is 0600")
+        held = _files_holding(SENTINEL)
+        assert held and all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in held), held
+        jindr("-r", address, "restart")
+        with RegistryClient(address) as cache:
+            assert cache.get_manifest("team/app", "v2").digest == second.digest  # still there after restart
+    finally:
+        jindr("-r", address, "stop", "-G")
+        upstream.stop()
+        tokens.close()
+    if client is not None:
+        assert _files_holding(SENTINEL) == [], "stop leaves the proxy password on disk"
+
+
+def _files_holding(secret: str) -> list[Path]:
+    state = Path(os.environ["JINDR_STATE_DIR"])
+    return [p for p in state.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
 
 
 def test_secrets_are_never_shown(

@@ -162,6 +162,27 @@ def registry_config(spec: RegistrySpec, listen: str, root: str) -> str:
     return json.dumps(config, indent=2) + "\n"
 
 
+def write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read (0600, in 0700 directories), replacing it atomically."""
+    private_dirs(path.parent)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    os.replace(tmp, path)
+
+
+def proxy_credentials(config: Path) -> tuple[str, str]:
+    """(username, password) of the proxy section of a config `registry_config` wrote; blanks if none."""
+    import json
+
+    try:
+        proxy = json.loads(config.read_text()).get("proxy", {})
+        return str(proxy.get("username", "")), str(proxy.get("password", ""))
+    except (OSError, ValueError, AttributeError):
+        return "", ""
+
+
 def wait_ready(registry: str, timeout: float, alive: Callable[[], bool], log_tail: Callable[[], str]) -> None:
     """Return when GET /v2/ answers; raise with the registry's own log tail if it dies or times out."""
     host, port = "127.0.0.1", port_of(registry)

@@ -17,7 +17,18 @@ from typing import Any
 from ..errors import ImageUnavailable, RuntimeFailure
 from ..models import InstanceRow
 from ..refs import is_loopback
-from .base import RegistrySpec, make_storage, port_holder, wait_port_free, wait_ready
+from .base import (
+    RegistrySpec,
+    make_storage,
+    port_holder,
+    port_of,
+    proxy_credentials,
+    registry_config,
+    state_dir,
+    wait_port_free,
+    wait_ready,
+    write_private,
+)
 
 __all__ = ["DEFAULT_IMAGE", "DockerRuntime", "engine_answers", "engine_down_rows"]
 
@@ -27,6 +38,9 @@ LABEL_STORAGE = "jindr_nb.storage"
 LABEL_UPSTREAM = "jindr_nb.upstream"
 CONTAINER_ROOT = "/var/lib/registry"
 CONTAINER_PORT = 5000
+# A proxy's password reaches the registry in a config file mounted read-only here, never in the
+# container's environment, which `docker inspect` shows to anyone who can reach the engine.
+SECRET_CONFIG = "/etc/jindr/config.yml"
 # An image reference as Docker spells it: no spaces, quotes or shell characters reach the engine.
 _IMAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@+-]{0,254}")
 
@@ -91,20 +105,26 @@ class DockerRuntime:
             "REGISTRY_LOG_ACCESSLOG_DISABLED": "true",
             "OTEL_TRACES_EXPORTER": "none",
         }
+        volumes = {str(spec.storage): {"bind": CONTAINER_ROOT, "mode": "rw"}}
+        command: list[str] | None = None
         if spec.proxy_url:
             env["REGISTRY_PROXY_REMOTEURL"] = spec.proxy_url
             if spec.proxy_username:
-                env["REGISTRY_PROXY_USERNAME"] = spec.proxy_username
-                env["REGISTRY_PROXY_PASSWORD"] = spec.proxy_password
+                secret = _secret_path(spec.registry)
+                write_private(secret, registry_config(spec, env["REGISTRY_HTTP_ADDR"], CONTAINER_ROOT))
+                volumes[str(secret)] = {"bind": SECRET_CONFIG, "mode": "ro"}
+                command = ["serve", SECRET_CONFIG]  # both image kinds: entrypoint `registry` + this
         labels = {LABEL_REGISTRY: spec.registry, LABEL_STORAGE: str(spec.storage), LABEL_UPSTREAM: spec.proxy_url}
         kwargs: dict[str, Any] = {
             "name": spec.name,
             "detach": True,
             "environment": env,
             "labels": labels,
-            "volumes": {str(spec.storage): {"bind": CONTAINER_ROOT, "mode": "rw"}},
+            "volumes": volumes,
             "restart_policy": {"Name": "no"},
         }
+        if command is not None:
+            kwargs["command"] = command
         if host_network:
             # A loopback upstream is only reachable from the host's network namespace.
             kwargs["network_mode"] = "host"
@@ -158,6 +178,7 @@ class DockerRuntime:
             raise RuntimeFailure(f"docker could not stop {container.name}: {_short(exc)}") from None
         row.status = "stopped"
         _record(registry, None)
+        _secret_path(registry).unlink(missing_ok=True)
         return row
 
     def status(self, registry: str) -> InstanceRow | None:
@@ -181,14 +202,19 @@ class DockerRuntime:
         if container is None:
             return None
         labels = container.labels
-        env = dict(e.split("=", 1) for e in container.attrs.get("Config", {}).get("Env", []) if "=" in e)
+        config = container.attrs.get("Config", {})
+        env = dict(e.split("=", 1) for e in config.get("Env", []) if "=" in e)
+        # Credentials: in the mounted config file; containers from before 0.7.0 had them in env.
+        username, password = env.get("REGISTRY_PROXY_USERNAME", ""), env.get("REGISTRY_PROXY_PASSWORD", "")
+        if SECRET_CONFIG in (config.get("Cmd") or []):
+            username, password = proxy_credentials(_secret_path(registry))
         return RegistrySpec(
             registry,
             Path(labels[LABEL_STORAGE]),
             container.name,
             labels.get(LABEL_UPSTREAM, ""),
-            env.get("REGISTRY_PROXY_USERNAME", ""),
-            env.get("REGISTRY_PROXY_PASSWORD", ""),
+            username,
+            password,
         )
 
     def garbage_collect(self, registry: str, *, dry_run: bool) -> str:
@@ -478,3 +504,8 @@ def _loopback_url(url: str) -> bool:
 def _short(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return text[:300]
+
+
+def _secret_path(registry: str) -> Path:
+    """The 0600 config holding a proxy registry's upstream credentials (state dir, 0700)."""
+    return state_dir() / "docker" / str(port_of(registry)) / "config.yml"

@@ -19,10 +19,12 @@ from .base import (
     port_holder,
     port_of,
     private_dirs,
+    proxy_credentials,
     registry_config,
     state_dir,
     wait_port_free,
     wait_ready,
+    write_private,
 )
 
 __all__ = ["ProcessRuntime", "find_binary"]
@@ -101,10 +103,13 @@ class ProcessRuntime:
         workdir = self._dir(spec.registry)
         private_dirs(workdir)
         config = workdir / "config.yml"
-        config.write_text(registry_config(spec, f"127.0.0.1:{spec.port}", str(spec.storage)))
-        config.chmod(0o600)
+        write_private(config, registry_config(spec, f"127.0.0.1:{spec.port}", str(spec.storage)))
         log_path = workdir / "registry.log"
         env = {**os.environ, "OTEL_TRACES_EXPORTER": "none"}
+        if spec.proxy_password:
+            # The registry reads the password from its 0600 config; the variable it came from
+            # (--proxy-password-env) is not passed on, so it is in no process's environment.
+            env = {k: v for k, v in env.items() if v != spec.proxy_password}
         for key in [k for k in env if k.startswith("REGISTRY_")]:
             del env[key]  # our config is the whole truth: no stray REGISTRY_* overrides
         pid = _spawn([binary, "serve", str(config)], env, log_path)
@@ -338,7 +343,4 @@ def _write_json(path: Path, data: dict) -> None:
 
 
 def _proxy_password(config: Path) -> str:
-    try:
-        return str(json.loads(config.read_text()).get("proxy", {}).get("password", ""))
-    except (OSError, ValueError, AttributeError):
-        return ""
+    return proxy_credentials(config)[1]
