@@ -344,27 +344,30 @@ def _read_blob(client: RegistryClient, repository: str, digest: str) -> int:
         return sum(len(chunk) for chunk in resp.iter_bytes())
 
 
-def test_stalled_blob_stream_names_the_registry_and_blob(client: RegistryClient, proxy, direct) -> None:
+@pytest.mark.parametrize(
+    "action,kind,pattern,bound",
+    [
+        (
+            "stall",
+            RegistryUnreachable,
+            "{proxy} stopped answering during blob {layer} in plain .*timed out",
+            TIMEOUT * 2,
+        ),
+        (
+            "truncate",
+            IntegrityError,
+            "blob {layer} in plain: body truncated \\({proxy} closed the connection after 100 bytes",
+            5,
+        ),
+    ],
+    ids=["stalled", "truncated"],
+)
+def test_a_broken_blob_stream_names_the_registry_and_blob(
+    client: RegistryClient, proxy, direct, action: str, kind: type[JindrError], pattern: str, bound: float
+) -> None:
     layer = json.loads(direct.get_manifest("plain", "latest").raw)["layers"][0]["digest"]
-    rule = proxy.plan(Rule("GET", "/blobs/", "stall", after=100))
-    _raises(
-        RegistryUnreachable,
-        f"{proxy.address} stopped answering during blob {layer} in plain .*timed out",
-        lambda: _read_blob(client, "plain", layer),
-        TIMEOUT * 2,
-    )
-    assert rule.seen == 1
-
-
-def test_truncated_blob_stream_names_the_registry_and_blob(client: RegistryClient, proxy, direct) -> None:
-    layer = json.loads(direct.get_manifest("plain", "latest").raw)["layers"][0]["digest"]
-    rule = proxy.plan(Rule("GET", "/blobs/", "truncate", after=100))
-    _raises(
-        IntegrityError,
-        f"blob {layer} in plain: body truncated \\({proxy.address} closed the connection after 100 bytes",
-        lambda: _read_blob(client, "plain", layer),
-        5,
-    )
+    rule = proxy.plan(Rule("GET", "/blobs/", action, after=100))
+    _raises(kind, pattern.format(proxy=proxy.address, layer=layer), lambda: _read_blob(client, "plain", layer), bound)
     assert rule.seen == 1  # a stream handed to the caller is not re-sent: the caller re-runs
 
 

@@ -34,9 +34,11 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Mapping
+from typing import TypeVar
 
 __all__ = ["Answer", "Body", "Busy", "FastGet", "Headers", "RelayBroken", "SPLICE", "Unanswered"]
 
+_T = TypeVar("_T")
 _MAX_HEADER_LINES = 100
 _RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 _NO_BODY = frozenset({204, 304})
@@ -209,47 +211,29 @@ class FastGet:
         `TimeoutError` when the registry stops answering.
         """
         head = self._head(method, path, headers, len(body) if body or method in ("POST", "PUT", "PATCH") else None)
-        for attempt in (0, 1):
-            conn, reused = self._acquire()
-            if conn is None:
-                return None  # no connection: nothing was sent
-            try:
-                try:
-                    conn.sock.sendall(head)
-                    if body:
-                        conn.sock.sendall(body)
-                except TimeoutError:
-                    raise
-                except OSError as exc:
-                    raise _Stale(str(exc)) from None
-                answer = self._read(conn, limit, method == "HEAD")
-            except TimeoutError:
-                conn.close()
-                raise
-            except _Stale as exc:
-                conn.close()
-                if not resend:
-                    raise Unanswered(f"the connection closed before an answer ({exc})") from None
-                if reused and attempt == 0:
-                    continue  # the registry closed an idle keep-alive connection: once more on a new one
-                return None
-            except (OSError, ValueError, UnicodeError) as exc:
-                conn.close()  # broken mid-answer: the general path asks again, within the retry budget
-                if not resend:
-                    raise Unanswered(f"the answer broke off ({type(exc).__name__})") from None
-                return None
-            if answer is None:
-                conn.close()
-                if not resend:
-                    raise Unanswered(f"an answer over {limit} bytes")
-                return None
-            status, resp_headers, content, keep = answer
-            if keep:
-                self._release(conn)
-            else:
-                conn.close()
-            return Answer(status, resp_headers, content, method, f"{self.scheme}://{self.netloc}{path}")
-        return None
+        try:
+            sent = self._exchange(head, body, lambda conn: self._read(conn, limit, method == "HEAD"), resend)
+        except TimeoutError:
+            raise
+        except (OSError, ValueError, UnicodeError) as exc:
+            # Broken mid-answer: the general path asks again, within the retry budget.
+            if not resend:
+                raise Unanswered(f"the answer broke off ({type(exc).__name__})") from None
+            return None
+        if sent is None:
+            return None
+        conn, answer = sent
+        if answer is None:
+            conn.close()
+            if not resend:
+                raise Unanswered(f"an answer over {limit} bytes")
+            return None
+        status, resp_headers, content, keep = answer
+        if keep:
+            self._release(conn)
+        else:
+            conn.close()
+        return Answer(status, resp_headers, content, method, f"{self.scheme}://{self.netloc}{path}")
 
     # ---- relaying a blob: GET here, PUT/PATCH there, bytes through the kernel ---------------
 
@@ -260,44 +244,34 @@ class FastGet:
         streams it through the general path instead). Raises `Busy` and `TimeoutError` as `get`.
         """
         head = self._head("GET", path, headers, None)
-        for attempt in (0, 1):
-            conn, reused = self._acquire()
-            if conn is None:
-                return None
-            try:
-                try:
-                    conn.sock.sendall(head)
-                except TimeoutError:
-                    raise
-                except OSError as exc:
-                    raise _Stale(str(exc)) from None
-                status, resp_headers, keep = self._read_head(conn)
-                length = resp_headers.get("content-length", "")
-                if status in _RETRY_STATUS:
-                    conn.close()
-                    raise Busy(status, resp_headers.get("retry-after"))
-                if status != 200 or not length.isdigit() or "transfer-encoding" in resp_headers:
-                    conn.close()
-                    return None
-                size = int(length)
-                # Body bytes the reader already buffered go first; the rest is spliced off the socket.
-                first = conn.reader.read1(min(size, 65536)) if size else b""
-                if size and not first:
-                    conn.close()
-                    raise RelayBroken("source", "ended", 0)
-                return Body(self, conn, size, first, keep)
-            except (TimeoutError, Busy, RelayBroken):
-                conn.close()
-                raise
-            except _Stale:
-                conn.close()
-                if reused and attempt == 0:
-                    continue
-                return None
-            except (OSError, ValueError, UnicodeError):
+        try:
+            sent = self._exchange(head, b"", self._read_head, True)
+        except TimeoutError:
+            raise
+        except (OSError, ValueError, UnicodeError):
+            return None
+        if sent is None:
+            return None
+        conn, (status, resp_headers, keep) = sent
+        try:
+            length = resp_headers.get("content-length", "")
+            if status in _RETRY_STATUS:
+                raise Busy(status, resp_headers.get("retry-after"))
+            if status != 200 or not length.isdigit() or "transfer-encoding" in resp_headers:
                 conn.close()
                 return None
-        return None
+            size = int(length)
+            # Body bytes the reader already buffered go first; the rest is spliced off the socket.
+            first = conn.reader.read1(min(size, 65536)) if size else b""
+            if size and not first:
+                raise RelayBroken("source", "ended", 0)
+            return Body(self, conn, size, first, keep)
+        except (TimeoutError, Busy, RelayBroken):
+            conn.close()
+            raise
+        except (OSError, ValueError, UnicodeError):
+            conn.close()
+            return None
 
     def send_body(
         self,
@@ -432,6 +406,39 @@ class FastGet:
             idle, self._idle = self._idle, []
         for conn in idle:
             conn.close()
+
+    def _exchange(self, head: bytes, body: bytes, read: Callable[[_Conn], _T], resend: bool) -> tuple[_Conn, _T] | None:
+        """Send a request and `read` its answer on a pooled connection: (connection, what was read).
+
+        None when no connection could be made, or when the connection closed before any answer
+        and sending again is allowed (`resend`; a reused idle connection is retried once on a new
+        one first). Anything `read` raises propagates, the connection closed.
+        """
+        for attempt in (0, 1):
+            conn, reused = self._acquire()
+            if conn is None:
+                return None  # no connection: nothing was sent
+            try:
+                try:
+                    conn.sock.sendall(head)
+                    if body:
+                        conn.sock.sendall(body)
+                except TimeoutError:
+                    raise
+                except OSError as exc:
+                    raise _Stale(str(exc)) from None
+                return conn, read(conn)
+            except _Stale as exc:
+                conn.close()
+                if not resend:
+                    raise Unanswered(f"the connection closed before an answer ({exc})") from None
+                if reused and attempt == 0:
+                    continue  # the registry closed an idle keep-alive connection: once more on a new one
+                return None
+            except BaseException:
+                conn.close()
+                raise
+        return None
 
     # ---- the wire ---------------------------------------------------------------------------
 

@@ -1165,17 +1165,10 @@ def _proxied(scheme: str, registry: str) -> bool:
         return False
     names = ("https_proxy", "all_proxy") if scheme == "https" else ("http_proxy", "all_proxy")
     if not any(os.environ.get(n) or os.environ.get(n.upper()) for n in names):
-        return False
-    bare = host.strip("[]")
-    for entry in (os.environ.get("no_proxy") or os.environ.get("NO_PROXY") or "").lower().split(","):
-        entry = entry.strip()
-        if entry == "*":
-            return False
-        entry = entry.rsplit(":", 1)[0] if entry.count(":") == 1 else entry
-        name = entry.lstrip(".")
-        if name and (bare == name or bare.endswith("." + name)):
-            return False
-    return True
+        return False  # the common case, decided without importing urllib.request
+    from urllib.request import proxy_bypass_environment
+
+    return not proxy_bypass_environment(host.strip("[]"))
 
 
 def default_insecure() -> frozenset[str]:
