@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := docker-registry docker.io podman runc chromium skopeo
+APT_PACKAGES := docker-registry docker.io podman runc chromium skopeo umoci
 BENCH_PACKAGES := wrk skopeo
 
 .PHONY: help deps venv test lint bench clean readme demo lab samples notebooks

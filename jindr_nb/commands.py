@@ -201,7 +201,8 @@ def _lsi(session: Session, args: argparse.Namespace) -> Result:
         selection = [r for r in refs if r.registry == registry]
         fetcher = session.fetcher(registry, local=args.local)
         rows.extend(list_images(fetcher, selection, long=args.long, jobs=args.jobs))
-    return Result(row_type, rows)
+    broken = [f"{r.repository}:{r.tag or r.digest}" for r in rows if r.missing]
+    return Result(row_type, rows, _broken_notice(broken) if broken else "")
 
 
 def _args_inspect(p: argparse.ArgumentParser) -> None:
@@ -218,7 +219,10 @@ def _inspect(session: Session, args: argparse.Namespace) -> Result:
     for registry in _registries(session, refs):
         selection = [r for r in refs if r.registry == registry]
         rows.extend(inspect_images(session.fetcher(registry, local=args.local), selection))
-    return Result(PlatformRow, rows)
+    broken = list(
+        dict.fromkeys(f"{r.repository}:{r.tag}" if r.tag else r.repository for r in rows if r.kind == "missing")
+    )
+    return Result(PlatformRow, rows, _broken_notice(broken) if broken else "")
 
 
 def _args_start(p: argparse.ArgumentParser) -> None:
@@ -302,7 +306,7 @@ def _stop(session: Session, args: argparse.Namespace) -> Result:
     if not args.no_gc:
         try:
             gc = collect(runtime, session.registry, bring_back=False)
-            message = f"garbage collection reclaimed {gc.reclaimed} bytes ({gc.blobs_deleted} blobs)"
+            message = f"garbage collection reclaimed {gc.describe()}"
         except RuntimeFailure as exc:
             message = f"{exc}; stopped without collecting (run `gc` after the next `start`)"
     row = runtime.stop(session.registry)
@@ -363,6 +367,12 @@ def _no_arguments(p: argparse.ArgumentParser) -> None:
 def _args_rmi(p: argparse.ArgumentParser) -> None:
     p.add_argument("images", nargs="*", metavar="IMAGE", help="repo:tag (that tag only) or repo@digest (the manifest)")
     p.add_argument("--dry-run", action="store_true", help="show the plan; delete nothing")
+    p.add_argument(
+        "--with-index",
+        action="store_true",
+        help="repo@digest of a platform image or attestation inside a tagged index: delete the index and its "
+        "tags too (without it such a digest is refused: deleting it alone would break the index)",
+    )
     p.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation (CLI on a terminal)")
 
 
@@ -372,7 +382,7 @@ def _confirmed(session: Session, args: argparse.Namespace, question: str) -> boo
 
 def _rmi(session: Session, args: argparse.Namespace) -> Result:
     from .models import ActionRow
-    from .ops.delete import delete_images, plan_images
+    from .ops.delete import NOT_ATTEMPTED, delete_images, plan_images
 
     if not args.images:
         raise CommandLineError(
@@ -383,16 +393,29 @@ def _rmi(session: Session, args: argparse.Namespace) -> Result:
     plans = []
     for registry in _registries(session, refs):  # plan everything before touching anything
         client = session.client(registry)
-        plans.append((client, plan_images(client, [r for r in refs if r.registry == registry])))
+        selection = [r for r in refs if r.registry == registry]
+        plans.append((client, plan_images(client, selection, with_index=args.with_index)))
     if args.dry_run:
         return Result(ActionRow, [row for _, plan in plans for row in plan.rows("would delete")])
-    names = [f"{r}:{t}" for _, p in plans for r, t, _ in p.tag_deletes]
-    names += [f"{r}@{d[:19]}… (tags: {', '.join(ts) or 'none'})" for _, p in plans for r, d, ts in p.digest_deletes]
+    names = [f"{t.repository}:{t.tag}" for _, p in plans for t in p.tag_deletes]
+    for _, p in plans:
+        for d in p.digest_deletes:
+            tags = [*(t for i in d.indexes for t in i.tags), *d.tags]
+            indexes = f", {len(d.indexes)} index(es)" if d.indexes else ""
+            names.append(f"{d.repository}@{d.digest[:19]}… (tags: {', '.join(tags) or 'none'}{indexes})")
     if not _confirmed(session, args, f"delete {', '.join(names)}?"):
         return Result(ActionRow, [row for _, plan in plans for row in plan.rows("would delete")], "nothing deleted")
+    errors = []
     for client, plan in plans:
-        rows.extend(delete_images(client, plan, tag_delete_api=_deletes_tags(client.registry)))
-    return Result(ActionRow, rows)
+        if errors:  # an earlier registry failed: the plan of this one is not attempted
+            items = [*plan.tag_deletes, *plan.digest_deletes]
+            rows.extend(row for item in items for row in plan.item_rows(item, "kept", NOT_ATTEMPTED))
+            continue
+        outcome = delete_images(client, plan, tag_delete_api=_deletes_tags(client.registry))
+        rows.extend(outcome.rows)
+        if outcome.error:
+            errors.append(outcome.error)
+    return Result(ActionRow, rows, "; ".join(errors), ok=not errors)
 
 
 def _deletes_tags(registry: str) -> bool:
@@ -418,9 +441,10 @@ def _rmr(session: Session, args: argparse.Namespace) -> Result:
 
     repos = list(dict.fromkeys(parse_repository(r) for r in args.repos))
     client = session.client()
-    plans = plan_repositories(client, repos)  # every repository must exist before anything goes
     found = find_managed(session.registry)
     local = found is not None and found[1].status == "running"
+    # Every repository must exist (and, through the API, the registry must accept deletes) before anything goes.
+    plans = plan_repositories(client, repos, probe=not local)
     planned = [row for p in plans for row in p.rows("would delete", "", torn_removed=local)]
     if args.dry_run:
         return Result(ActionRow, planned)
@@ -429,7 +453,7 @@ def _rmr(session: Session, args: argparse.Namespace) -> Result:
     if local:
         gc = collect(found[0], session.registry, remove_repositories=repos)
         note = "repository removed from storage"
-        message = f"{len(repos)} repositories removed; garbage collection reclaimed {gc.reclaimed} bytes"
+        message = f"{len(repos)} repositories removed; garbage collection reclaimed {gc.describe()}"
     else:
         delete_repositories(client, plans)
         note = f"manifest deleted; {SPACE_NOTE} of the registry"
@@ -523,20 +547,44 @@ def _cpe(session: Session, args: argparse.Namespace) -> Result:
 
 
 def _args_load(p: argparse.ArgumentParser) -> None:
-    p.add_argument("path", metavar="PATH", help="a `docker save` tarball, or an OCI image layout (directory or tar)")
-    p.add_argument("image", nargs="?", metavar="IMAGE", help="name for the image (default: the archive's own)")
+    p.add_argument(
+        "path",
+        metavar="PATH",
+        help="a `docker save` tarball, or an OCI image layout (directory or tar); PATH:NAME picks one image",
+    )
+    p.add_argument(
+        "image",
+        nargs="?",
+        metavar="IMAGE",
+        help="repo[:tag] for the image (default: the archive's own names); one image only, unless --all",
+    )
+    which = p.add_mutually_exclusive_group()
+    which.add_argument(
+        "--name",
+        metavar="NAME",
+        help="the image to load from an archive holding several: its ref.name or RepoTag, or its digest",
+    )
+    which.add_argument(
+        "--all",
+        dest="all_images",
+        action="store_true",
+        help="load every image, each under its own name (with IMAGE a repository: its own tag there)",
+    )
 
 
 def _load(session: Session, args: argparse.Namespace) -> Result:
-    from pathlib import Path
-
     from .models import CopyRow
-    from .ops.layout import load
+    from .ops.layout import archive_path, load
 
+    path, name = archive_path(args.path)
+    if name is not None and args.name is not None and name != args.name:
+        raise CommandLineError(f"PATH:NAME names {name!r} but --name says {args.name!r}: give one of them")
+    name = args.name if args.name is not None else name
     target = session.ref(args.image, default_tag=None) if args.image else None
     client = session.client(target.registry if target else None)
     progress = session.progress(str(args.path))
-    return Result(CopyRow, load(client, Path(args.path).expanduser(), target, progress=progress))
+    rows = load(client, path, target, name=name, all_images=args.all_images, progress=progress)
+    return Result(CopyRow, rows)
 
 
 def _args_save(p: argparse.ArgumentParser) -> None:
@@ -556,40 +604,56 @@ def _save(session: Session, args: argparse.Namespace) -> Result:
 
 def _args_du(p: argparse.ArgumentParser) -> None:
     p.add_argument("repos", nargs="*", metavar="REPO", help="repositories (default: all)")
+    p.add_argument(
+        "--total",
+        action="store_true",
+        help="one row for the whole registry instead: distinct manifests and blobs, their size, broken tags, "
+        "and for a registry jindr runs here the disk it takes and what gc would reclaim now",
+    )
     _no_local(p)
 
 
 def _du(session: Session, args: argparse.Namespace) -> Result:
-    from .models import DuRow
+    from .models import DuRow, DuTotalRow
     from .ops.du import disk_usage
-    from .ops.gc import plan
     from .refs import parse_repository
     from .runtime import find_managed
-    from .runtime.base import dir_size
 
     repos = [parse_repository(r) for r in args.repos]
-    rows = disk_usage(session.fetcher(local=args.local), repos)
+    usage = disk_usage(session.fetcher(local=args.local), repos)
+    total = usage.total
     found = find_managed(session.registry)
     spec = found[0].spec_of(session.registry) if found is not None else None
     if spec is not None:
         from .client.storage import StorageLayout
+        from .ops.gc import plan
+        from .runtime.base import dir_size
 
-        layout = StorageLayout(spec.storage)
-        would = plan(layout)
-        blobs = list(layout.blobs())
-        rows.append(
-            DuRow(
-                session.registry,
-                "(on disk)",
-                sum(r.tags for r in rows),
-                sum(r.manifests for r in rows),
-                len(blobs),
-                dir_size(spec.storage),
-                sum(size for _, size in would.blobs),
-                0,
-            )
-        )
-    return Result(DuRow, rows)
+        would = plan(StorageLayout(spec.storage))
+        total.disk_bytes = dir_size(spec.storage)
+        total.gc_blobs = len(would.blobs)
+        total.gc_bytes = sum(size for _, size in would.blobs)
+    notes = [_broken_notice(usage.broken)] if usage.broken else []
+    if args.total:
+        return Result(DuTotalRow, [total], "; ".join(notes))
+    from .models import GcRow
+
+    line = (
+        f"registry total: {total.repositories} repositories, {total.manifests} manifests, {total.blobs} blobs, "
+        f"{GcRow.binary(total.size)}"
+    )
+    if total.disk_bytes is not None:
+        line += f"; {GcRow.binary(total.disk_bytes)} on disk, gc would reclaim {GcRow.binary(total.gc_bytes or 0)} now"
+    return Result(DuRow, usage.rows, "; ".join([*notes, line + " (`du --total` as a table)"]))
+
+
+def _broken_notice(names: list[str]) -> str:
+    """One line naming broken tags (an index listing manifests the registry lost) and what to do."""
+    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+    return (
+        f"warning: {len(names)} broken {'tag' if len(names) == 1 else 'tags'} ({shown}): the index lists manifests "
+        "the registry no longer has, so it will not pull — `inspect` shows which; push the image again or `rmi` the tag"
+    )
 
 
 def _registries(session: Session, refs: list[Ref]) -> list[str]:

@@ -3,6 +3,7 @@
     JindrError                      base; its message is one line that says what to do next
     ├── InvalidReference            an image reference or registry address that does not parse
     ├── CommandLineError            a bad command line (unknown command, option or argument)
+    ├── Refused                     a delete that would break what was not asked for (nothing changed)
     ├── RuntimeFailure              a registry could not be started, stopped or collected here
     │   └── ImageUnavailable        the registry image is neither present nor pullable
     └── RegistryError               the registry answered something we cannot use
@@ -11,6 +12,7 @@
         ├── Unauthorized            credentials missing or refused
         ├── Unsupported             the registry or the content cannot do what was asked
         └── IntegrityError          bytes that do not match their digest, or a body that is not JSON
+            └── RestoreFailed       a failed delete whose rollback failed too (the message says what to push)
 
 Errors carry data (registry, status, OCI error codes, method, URL) so callers can act on them
 without parsing the message. Faces translate a JindrError into their own one-line error;
@@ -26,7 +28,9 @@ __all__ = [
     "InvalidReference",
     "JindrError",
     "NotFound",
+    "Refused",
     "RegistryError",
+    "RestoreFailed",
     "RegistryUnreachable",
     "RuntimeFailure",
     "Unauthorized",
@@ -48,6 +52,10 @@ class CommandLineError(JindrError):
     def __init__(self, message: str, usage: str = "") -> None:
         super().__init__(message)
         self.usage = usage
+
+
+class Refused(JindrError):
+    """A destructive command that would break something the user did not name; nothing was changed."""
 
 
 class RuntimeFailure(JindrError):
@@ -97,3 +105,7 @@ class Unsupported(RegistryError):
 
 class IntegrityError(RegistryError):
     """Bytes that do not match their digest, or a body that is not what the API promises."""
+
+
+class RestoreFailed(IntegrityError):
+    """A delete step failed and putting back what it had moved failed too."""

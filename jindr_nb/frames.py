@@ -30,11 +30,17 @@ _INT_COLUMNS = frozenset(
         "blobs",
         "unique_size",
         "shared_size",
-        "size_before",
-        "size_after",
         "manifests_deleted",
         "blobs_deleted",
-        "reclaimed",
+        "reclaimed_bytes",
+        "disk_before",
+        "disk_after",
+        "disk_freed",
+        "broken",
+        "repositories",
+        "disk_bytes",
+        "gc_blobs",
+        "gc_bytes",
     }
 )
 _TIME_COLUMNS = frozenset({"created"})
@@ -59,7 +65,8 @@ def to_frame(rows: list[Any], row_type: type) -> pd.DataFrame:
     frame = pd.DataFrame([[getattr(row, n) for n in names] for row in rows], columns=names)
     for name in names:
         if name in _INT_COLUMNS:
-            frame[name] = frame[name].astype("int64")
+            # "Int64" (nullable) where a figure can be unknown: du --total's disk columns off this machine.
+            frame[name] = frame[name].astype("Int64" if frame[name].isna().any() else "int64")
         elif name in _TIME_COLUMNS:
             frame[name] = pd.to_datetime(frame[name], utc=True)
     return frame

@@ -197,7 +197,13 @@ class RepoRow:
 
 @dataclass(slots=True)
 class ImageRow:
-    """`lsi`: one tag."""
+    """`lsi`: one tag.
+
+    `missing` is empty for a whole image. For a *broken* one — an index listing manifests the
+    registry no longer has (deleted alone by another tool, or by a registry killed mid-delete) —
+    it names each missing child: its platform (`linux/arm64`), or `attestation` (with the platform
+    it attests). Such a tag does not pull.
+    """
 
     registry: str
     repository: str
@@ -206,19 +212,34 @@ class ImageRow:
     image_id: str
     media_type: str
     platforms: list[str]
+    missing: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
-class LongImageRow(ImageRow):
-    """`lsi -l`: one tag, with size (all platforms) and created (newest platform)."""
+class LongImageRow:
+    """`lsi -l`: one tag, with size (all platforms present) and created (newest platform); `missing`
+    as in `ImageRow`."""
 
+    registry: str
+    repository: str
+    tag: str
+    digest: str
+    image_id: str
+    media_type: str
+    platforms: list[str]
     size: int
     created: datetime | None
+    missing: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
 class PlatformRow:
-    """`inspect`: the index, then one row per child (platform image or attestation)."""
+    """`inspect`: the index, then one row per child (platform image or attestation).
+
+    `kind` is `index`, `image`, `attestation`, or `missing`: a child the index lists but the
+    registry no longer has (its platform, digest, media type and size are the index's descriptor;
+    `layers` 0 and `created` empty).
+    """
 
     registry: str
     repository: str
@@ -254,15 +275,42 @@ class InstanceRow:
 
 @dataclass(slots=True)
 class GcRow:
-    """`gc`: what garbage collection removed (or would remove, with --dry-run)."""
+    """`gc`: what garbage collection removed (or would remove, with --dry-run), in two units.
+
+    `manifests_deleted` counts manifest revisions unlinked from their repositories (with `rmr`, the
+    removed repositories' too) and `blobs_deleted` the blobs swept from the blob store.
+    `reclaimed_bytes` is the apparent size (`st_size`, the bytes a pull would transfer) of those
+    blobs, summed. `disk_before`, `disk_after` and `disk_freed` are bytes of allocated disk blocks
+    (`st_blocks` x 512, files and directories) under the storage directory: measured around the run;
+    for a dry run `disk_freed` is an estimate from the blocks the doomed files and directories hold,
+    and `disk_after` is `disk_before - disk_freed`. A dry run and a run on the same state report the
+    same counts and `reclaimed_bytes`.
+    """
 
     registry: str
     dry_run: bool
     manifests_deleted: int
     blobs_deleted: int
-    size_before: int
-    size_after: int
-    reclaimed: int
+    reclaimed_bytes: int
+    disk_before: int
+    disk_after: int
+    disk_freed: int
+
+    def describe(self) -> str:
+        """For messages, both units said: "395.7 KiB in 15 blobs (464.0 KiB of disk)" (1 KiB = 1024 B)."""
+        blobs = "blob" if self.blobs_deleted == 1 else "blobs"
+        size, disk = self.binary(self.reclaimed_bytes), self.binary(self.disk_freed)
+        return f"{size} in {self.blobs_deleted} {blobs} ({disk} of disk)"
+
+    @staticmethod
+    def binary(n: int) -> str:
+        """A byte count in binary units: 615 B, 12.3 KiB, 4.0 MiB."""
+        value, unit = float(n), "B"
+        for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+            if value < 1024 or unit == "TiB":
+                break
+            value /= 1024
+        return f"{n} B" if unit == "B" else f"{value:.1f} {unit}"
 
 
 @dataclass(slots=True)
@@ -279,11 +327,20 @@ class ActionRow:
 
 @dataclass(slots=True)
 class CopyRow:
-    """`cp` / `cpe`: one copied tag."""
+    """`cp` / `cpe` / `load` / `save`: one copied, loaded or saved image.
+
+    `action` says what happened to the destination tag: `pushed` (it did not exist), `moved` (it
+    pointed at another image, now at `digest`), `unchanged` (it already pointed at `digest`), or
+    `saved` (`save` wrote a new file). `previous_digest` is the digest the tag had before ("" when
+    it had none). A row with several tags (`cp --tag`) reports the first that moved, else the
+    first that was new, else the destination's.
+    """
 
     source: str
     destination: str
     digest: str
+    action: str
+    previous_digest: str
     platforms: list[str]
     blobs_copied: int
     blobs_skipped: int
@@ -294,11 +351,10 @@ class CopyRow:
 
 @dataclass(slots=True)
 class DuRow:
-    """`du`: one repository — distinct blobs it references, those only it references, and the shared rest.
-
-    For a registry jindr runs, a last row `(on disk)` holds the bytes on disk (`size`) and what `gc`
-    would reclaim now (`unique_size`).
-    """
+    """`du`: one repository. `manifests` and `blobs` count distinct digests reachable from its tags
+    (blobs: configs and layers); `size` sums those blobs once each, `unique_size` the ones no other
+    repository references (what deleting it frees after `gc`), `shared_size` the rest. `broken`:
+    tags whose index lists a manifest the registry no longer has (see `ImageRow.missing`)."""
 
     registry: str
     repository: str
@@ -308,3 +364,26 @@ class DuRow:
     size: int
     unique_size: int
     shared_size: int
+    broken: int = 0
+
+
+@dataclass(slots=True)
+class DuTotalRow:
+    """`du --total`: the whole registry, every count distinct across repositories.
+
+    `manifests`/`blobs`/`size` as in `DuRow` but over all repositories (a layer three repositories
+    share counts once). For a registry jindr runs here (else empty): `disk_bytes`, the disk blocks
+    under its storage; `gc_blobs` and `gc_bytes`, what `gc` would remove now (apparent sizes, as
+    `gc` reports `reclaimed_bytes`).
+    """
+
+    registry: str
+    repositories: int
+    tags: int
+    manifests: int
+    blobs: int
+    size: int
+    broken: int
+    disk_bytes: int | None
+    gc_blobs: int | None
+    gc_bytes: int | None

@@ -55,9 +55,7 @@ log:
 storage:
   filesystem:
     rootdirectory: {root}
-  delete:
-    enabled: true
-  cache:
+{delete}  cache:
     blobdescriptor: inmemory
 http:
   addr: 127.0.0.1:{port}
@@ -71,6 +69,8 @@ class LocalRegistry:
     workdir: Path
     port: int = 0
     extra_config: str = ""
+    #: False: the registry's own default (no `storage.delete` section), where every DELETE is refused.
+    deletes: bool = True
     proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -88,7 +88,10 @@ class LocalRegistry:
         self.port = self.port or free_port()
         self.storage.mkdir(parents=True, exist_ok=True)
         config = self.workdir / "config.yml"
-        config.write_text(REGISTRY_CONFIG.format(root=self.storage, port=self.port, extra=self.extra_config))
+        delete = "  delete:\n    enabled: true\n" if self.deletes else ""
+        config.write_text(
+            REGISTRY_CONFIG.format(root=self.storage, port=self.port, extra=self.extra_config, delete=delete)
+        )
         log = open(self.workdir / "registry.log", "ab")  # noqa: SIM115 - kept open for the process
         env = dict(os.environ, OTEL_TRACES_EXPORTER="none")
         self.proc = subprocess.Popen([binary, "serve", str(config)], stdout=log, stderr=log, env=env)
@@ -115,8 +118,9 @@ class LocalRegistry:
         self.proc = None
 
 
-def start_registry(workdir: Path | None = None, extra_config: str = "") -> LocalRegistry:
-    return LocalRegistry(Path(workdir or tempfile.mkdtemp(prefix="jindr-reg-")), extra_config=extra_config).start()
+def start_registry(workdir: Path | None = None, extra_config: str = "", *, deletes: bool = True) -> LocalRegistry:
+    workdir = Path(workdir or tempfile.mkdtemp(prefix="jindr-reg-"))
+    return LocalRegistry(workdir, extra_config=extra_config, deletes=deletes).start()
 
 
 def make_layer(size: int, rng: random.Random) -> tuple[bytes, str]:

@@ -24,14 +24,24 @@ def test_lsi_prints_an_aligned_table(populated: dict) -> None:
     proc = run("-r", address, "lsi")
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
-    assert lines[0].split() == ["registry", "repository", "tag", "digest", "image_id", "media_type", "platforms"]
+    assert lines[0].split() == [
+        "registry",
+        "repository",
+        "tag",
+        "digest",
+        "image_id",
+        "media_type",
+        "platforms",
+        "missing",
+    ]
     assert len(lines) == 6
     row = next(line for line in lines if " v1 " in line)
     assert populated["images"]["oci"].digest in row and "linux/amd64,linux/arm64" in row
     header = lines[0]
     starts = [header.index(name) for name in header.split()]
-    for line in lines[1:]:  # every cell starts under its column name
-        assert all(line[i - 1] == " " and line[i] != " " for i in starts[1:]), line
+    for line in lines[1:]:  # every cell starts under its column name; `missing` is empty (all whole)
+        assert all(line[i - 1] == " " and line[i] != " " for i in starts[1:-1]), line
+        assert len(line) < starts[-1], line
 
 
 def test_json_records_and_module_entry_point(populated: dict) -> None:

@@ -40,8 +40,10 @@ def test_load_samples_then_save_and_load_back_with_identical_digests(registry, t
         (f"{registry.address}/archy:latest", ["linux/amd64", "linux/arm64"])
     ]
     digest = rows[0].digest
+    assert (rows[0].action, rows[0].previous_digest) == ("pushed", "")
     again = jindr("-r", registry.address, "load", str(DATA / "archy")).rows[0]
     assert again.bytes_copied == 0 and again.blobs_skipped > 0
+    assert (again.action, again.previous_digest) == ("unchanged", digest)
     listed = jindr("-r", registry.address, "inspect", "archy").rows
     assert [r.kind for r in listed] == ["index", "image", "image", "attestation", "attestation"]
     for target in (tmp_path / "out-dir", tmp_path / "out.tar"):
@@ -138,18 +140,29 @@ def test_du_counts_shared_layers_honestly(tmp_path: Path) -> None:
     try:
         for sample in ("archy", "webapp", "tools"):
             jindr("-r", address, "load", str(DATA / sample))
-        rows = {r.repository: r for r in jindr("-r", address, "du").rows}
+        result = jindr("-r", address, "du")
+        rows = {r.repository: r for r in result.rows}
+        assert sorted(rows) == ["archy", "tools", "webapp"]  # repository rows only
         archy, web, tools = rows["archy"], rows["webapp"], rows["tools"]
         assert archy.tags == 1 and archy.manifests == 5 and tools.tags == 2 and tools.manifests == 1
         assert archy.shared_size > 0 and archy.shared_size == web.shared_size  # the shared base layers
         assert tools.shared_size == 0 and tools.unique_size == tools.size
         assert archy.size == archy.unique_size + archy.shared_size
-        disk = rows["(on disk)"]
-        assert disk.size > 0 and disk.unique_size == 0  # nothing for gc to reclaim yet
+        total = jindr("-r", address, "du", "--total").rows[0]
+        assert total.repositories == 3 and total.tags == sum(r.tags for r in rows.values())
+        # Distinct across repositories: the shared base layers count once.
+        assert total.size == sum(r.unique_size for r in rows.values()) + archy.shared_size
+        assert total.size < sum(r.size for r in rows.values())
+        assert total.disk_bytes > 0 and total.gc_blobs == 0 and total.gc_bytes == 0  # nothing to reclaim yet
+        assert "registry total: 3 repositories" in result.message
+        # The totals match a walk of the storage: after loading, every blob file is a manifest or a
+        # blob some tag reaches.
+        blobs = {p.parent.name: p.stat().st_size for p in (tmp_path / "s").rglob("blobs/sha256/*/*/data")}
+        assert len(blobs) == total.manifests + total.blobs
         jindr("-r", address, "rmi", "tools:1.0", "tools:latest")
-        after = {r.repository: r for r in jindr("-r", address, "du").rows}
-        assert after["(on disk)"].unique_size >= tools.unique_size  # gc would reclaim the deleted image
+        after = jindr("-r", address, "du", "--total").rows[0]
+        assert after.gc_bytes >= tools.unique_size and after.gc_blobs >= tools.blobs  # gc would reclaim it
         only = jindr("-r", address, "du", "archy").rows
-        assert [r.repository for r in only] == ["archy", "(on disk)"] and only[0].shared_size == archy.shared_size
+        assert [r.repository for r in only] == ["archy"] and only[0].shared_size == archy.shared_size
     finally:
         jindr("-r", address, "stop", "-G")

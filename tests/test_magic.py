@@ -19,7 +19,16 @@ def test_lsi_returns_the_dataframe(ip: InteractiveShell, populated: dict) -> Non
     address = populated["registry"].address
     frame = ip.run_line_magic("jindr", f"-r {address} lsi")
     assert isinstance(frame, pd.DataFrame)
-    assert list(frame.columns) == ["registry", "repository", "tag", "digest", "image_id", "media_type", "platforms"]
+    assert list(frame.columns) == [
+        "registry",
+        "repository",
+        "tag",
+        "digest",
+        "image_id",
+        "media_type",
+        "platforms",
+        "missing",
+    ]
     assert len(frame) == 5 and set(frame.registry) == {address}
     assert (
         frame.set_index(["repository", "tag"]).loc[("multi/oci", "v1"), "digest"] == populated["images"]["oci"].digest

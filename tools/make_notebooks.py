@@ -123,9 +123,14 @@ NOTEBOOKS = {
         md(
             "**Where the space goes**: `du` counts each distinct blob once per repository; `unique_size` is what "
             "deleting the repository (and collecting) would free, `shared_size` stays because other repositories "
-            "use the same layers. The last row is the storage on disk and what `gc` would reclaim now."
+            "use the same layers. The rows are repositories only, so they sum and group as you would expect."
         ),
         code("%jindr du"),
+        md(
+            "**The registry's totals**, every count distinct across repositories (a layer three repositories "
+            "share counts once), with the disk it takes and what `gc` would reclaim now."
+        ),
+        code("%jindr du --total"),
         code("%jindr stop -G"),
     ],
 }

@@ -28,6 +28,12 @@ def reliability_table(counts: Path) -> str:
         "security": ("Security (loopback only, 0700, no shell, secrets never shown)", "security_cases"),
     }
     lines = ["| area | cases tried |", "|---|---|"]
+    # The safety family is counted by several modules (tests/test_safety_*.py): one line, their sum.
+    safety = [json.loads(p.read_text()) for p in sorted(counts.glob("safety_*.json"))]
+    if safety:
+        total = sum(int(r.get("safety_cases", 0)) for r in safety)
+        label = "Safety: deletes on every kind of manifest and registry, rollback, broken indexes, load, gc, pipes"
+        lines.append(f"| {label} | {total:,} |")
     for stem, (label, key) in names.items():
         path = counts / f"{stem}.json"
         if path.exists():

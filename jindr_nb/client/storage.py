@@ -162,6 +162,13 @@ class StorageReader:
                     pass
         return self.api.get_blob(repository, digest, limit=limit)
 
+    def has_manifest(self, repository: str, digest: str) -> bool:
+        """True when the repository holds the manifest: its revision link and its blob are on disk
+        (what the registry checks); a miss asks the API, in case a link read torn."""
+        if self.layout.has_revision(repository, digest) and os.path.exists(self.layout.blob_path(digest)):
+            return True
+        return self.api.head_manifest(repository, digest) is not None
+
     def head_manifest(self, repository: str, reference: str) -> tuple[str, str, int] | None:
         try:
             got = self.get_manifest(repository, reference)

@@ -52,7 +52,7 @@ class ContentCache:
             return self._summaries.get(digest)
 
     def put_summary(self, digest: str, summary: dict) -> None:
-        """Remember a derived record; on disk it is one line appended to `summaries-v2.jsonl`."""
+        """Remember a derived record; on disk it is one line appended to `summaries-v3.jsonl`."""
         with self._lock:
             if self._summaries is None:
                 self._summaries = self._load_summaries()
@@ -68,7 +68,7 @@ class ContentCache:
                     # O_APPEND: concurrent writers (two kernels) interleave whole lines, never mix them.
                     # Opened once per cache, not per record: a cold listing appends thousands.
                     self._append_fd = os.open(
-                        self.directory / "summaries-v2.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600
+                        self.directory / "summaries-v3.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600
                     )
                     # Closed with the cache even when nobody calls close() (a panel's session).
                     self._closer = weakref.finalize(self, os.close, self._append_fd)
@@ -89,7 +89,7 @@ class ContentCache:
         if self.directory is None:
             return found
         try:
-            data = (self.directory / "summaries-v2.jsonl").read_bytes()
+            data = (self.directory / "summaries-v3.jsonl").read_bytes()
         except OSError:
             return found
         for line in data.splitlines():

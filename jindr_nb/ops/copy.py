@@ -20,11 +20,12 @@ from ..refs import Ref
 from .fetch import blob_present, fetch_manifest
 from .pool import Cancelled, workers
 
-__all__ = ["CopyProgress", "copy_image", "CHUNKED_ABOVE"]
+__all__ = ["CopyProgress", "copy_image", "current_digest", "tag_action", "CHUNKED_ABOVE"]
 
 CHUNKED_ABOVE = 256 * 1024 * 1024  # bigger blobs go up in PATCH chunks, so a registry never sees one huge body
 CHUNK = 64 * 1024 * 1024
 READ = 1024 * 1024
+_STRENGTH = ("moved", "pushed", "unchanged")  # which tag a row with several tags reports
 
 
 @dataclass
@@ -102,6 +103,14 @@ def copy_image(
         # Largest first: the long transfers start early and the small ones fill in around them.
         list(pool.map(move, sorted(needed, key=lambda d: -d.size)))
 
+    destination_tags = [dst_ref.tag] if dst_ref.tag else []
+    destination_tags += [t for t in tags if t not in destination_tags]
+    # What each tag (or, copying by digest, the digest) pointed at before: the row says what moved.
+    # With several tags the row reports the first that moved, else the first new one, else the first.
+    before = [current_digest(dst, repo, t) for t in destination_tags or [graph.top.digest]]
+    actions = [tag_action(previous, graph.top.digest) for previous in before]
+    first = min(range(len(actions)), key=lambda i: (_STRENGTH.index(actions[i]), i))
+    action, previous = actions[first], before[first]
     for manifest in graph.manifests:  # children first; the top one and the tags after
         if manifest is graph.top:
             continue
@@ -109,8 +118,6 @@ def copy_image(
     for tag, referrer in graph.referrer_tags:
         dst.put_manifest(repo, tag, referrer.raw, referrer.media_type)
     dst.put_manifest(repo, graph.top.digest, graph.top.raw, graph.top.media_type)
-    destination_tags = [dst_ref.tag] if dst_ref.tag else []
-    destination_tags += [t for t in tags if t not in destination_tags]
     for tag in destination_tags:
         dst.put_manifest(repo, tag, graph.top.raw, graph.top.media_type)
     if isinstance(graph.top, Index):
@@ -121,6 +128,8 @@ def copy_image(
         source=str(src_ref),
         destination=str(dst_ref),
         digest=graph.top.digest,
+        action=action,
+        previous_digest=previous,
         platforms=platforms,
         blobs_copied=stats["copied"],
         blobs_skipped=stats["skipped"],
@@ -128,6 +137,23 @@ def copy_image(
         bytes_copied=stats["bytes"],
         seconds=round(time.perf_counter() - started, 3),
     )
+
+
+def current_digest(client: RegistryClient, repository: str, reference: str) -> str:
+    """The digest `reference` (a tag or digest) points at in `repository` now, "" when it does not exist."""
+    found = client.head_manifest(repository, reference)
+    if found is None:
+        return ""
+    if found[0]:
+        return found[0]
+    return client.get_manifest(repository, reference).digest  # a registry that does not say: read it
+
+
+def tag_action(previous: str, digest: str) -> str:
+    """`pushed`, `moved` or `unchanged`: what putting `digest` did to a tag that had `previous` ("" = none)."""
+    if not previous:
+        return "pushed"
+    return "unchanged" if previous == digest else "moved"
 
 
 def _walk(src: RegistryClient, repository: str, reference: str) -> _Graph:

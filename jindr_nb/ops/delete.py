@@ -1,4 +1,4 @@
-"""`rmi` and `rmr`: plan everything first, then delete exactly that.
+"""`rmi` and `rmr`: plan everything first, prove the registry will accept it, then delete exactly that.
 
 The registry API deletes manifests by digest, which takes every tag on that digest with it. To
 delete one tag and keep its siblings, registry 3 has `DELETE /manifests/<tag>`; for 2.x (and any
@@ -6,6 +6,18 @@ registry whose version jindr does not know) the tag is first pointed at a small 
 manifest of its own, whose digest is then deleted — only that tag goes, and no surviving tag ever
 stops resolving (the way regclient's `regctl tag delete` does it). Digests are always resolved with
 every manifest type in `Accept`, so an index is never confused with one of its children.
+
+Three rules keep a delete from destroying what nobody asked to delete:
+
+- **Probe before the first write.** A DELETE of a digest nothing has (random, so it cannot hit
+  anything) answers 404 where deletes work and 405 `UNSUPPORTED` where they are disabled — the
+  registry's own default. The plan stops there, before the placeholder touches a user's tag.
+- **A digest a tagged index needs is refused** (a platform image or an attestation of `app:latest`
+  deleted alone breaks `app:latest`): the error names the tags; `with_index` deletes the indexes
+  (and their tags) too, and the plan lists them.
+- **Put back what was moved.** If a step fails after a tag was re-pointed (or an index deleted
+  for `with_index`), the original manifest bytes are PUT back under every tag they had and their
+  digests checked before the error is reported.
 """
 
 from __future__ import annotations
@@ -17,17 +29,60 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from ..client import RegistryClient
-from ..errors import IntegrityError, NotFound
-from ..models import OCI_MANIFEST, ActionRow
+from ..errors import IntegrityError, JindrError, NotFound, Refused, RestoreFailed, Unauthorized, Unsupported
+from ..models import INDEX_TYPES, OCI_MANIFEST, ActionRow, Descriptor, Index, parse_manifest
 from ..refs import Ref
 
-__all__ = ["DeletePlan", "RepoPlan", "delete_repositories", "delete_images", "plan_images", "plan_repositories"]
+__all__ = [
+    "DeletePlan",
+    "DeleteOutcome",
+    "RepoPlan",
+    "check_deletes",
+    "delete_images",
+    "delete_repositories",
+    "plan_images",
+    "plan_repositories",
+]
 
 SPACE_NOTE = "space returns at the next gc or stop"
 TORN_NOTE = "listed, but its manifest is gone (a delete the registry did not finish)"
 TORN_ADVICE = f"{TORN_NOTE}; the API cannot remove it: `rmr` on a registry jindr runs does, else its operator"
+NOT_ATTEMPTED = "not attempted: an earlier delete failed"
 EMPTY_CONFIG = b"{}"
 EMPTY_CONFIG_TYPE = "application/vnd.oci.empty.v1+json"
+WITH_INDEX = "--with-index"
+
+
+@dataclass
+class Original:
+    """A manifest as it was before the delete: what a rollback PUTs back, under which tags."""
+
+    digest: str
+    media_type: str
+    raw: bytes
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class TagDelete:
+    """`repo:tag`: that tag only."""
+
+    repository: str
+    tag: str
+    original: Original
+
+
+@dataclass
+class DigestDelete:
+    """`repo@digest`: the manifest with every tag on it, and (`with_index`) the indexes that need it."""
+
+    repository: str
+    digest: str
+    tags: list[str]
+    #: Indexes that reference the digest (directly or through a nested index), outermost first.
+    indexes: list[Original] = field(default_factory=list)
+    #: How the digest sits in the index: "the linux/arm64 image", "an attestation manifest".
+    role: str = ""
 
 
 @dataclass
@@ -35,39 +90,136 @@ class DeletePlan:
     """What `rmi` will do: tags to remove one by one, digests to remove whole, and what stays."""
 
     registry: str
-    tag_deletes: list[tuple[str, str, str]] = field(default_factory=list)  # (repo, tag, digest)
-    digest_deletes: list[tuple[str, str, list[str]]] = field(default_factory=list)  # (repo, digest, its tags)
+    tag_deletes: list[TagDelete] = field(default_factory=list)
+    digest_deletes: list[DigestDelete] = field(default_factory=list)
     kept: list[tuple[str, str, str]] = field(default_factory=list)  # siblings: (repo, tag, digest)
+
+    @property
+    def repositories(self) -> list[str]:
+        names = [t.repository for t in self.tag_deletes] + [d.repository for d in self.digest_deletes]
+        return list(dict.fromkeys(names))
+
+    def item_rows(self, item: TagDelete | DigestDelete, action: str, note: str = "") -> list[ActionRow]:
+        """The rows of one requested item; `note` (when given) replaces the description."""
+        reg = self.registry
+        if isinstance(item, TagDelete):
+            return [ActionRow(reg, item.repository, item.tag, item.original.digest, action, note or "tag only")]
+        rows: list[ActionRow] = []
+        for index in item.indexes:
+            what = f"index that holds {item.digest[:19]}… ({item.role})"
+            rows.append(ActionRow(reg, item.repository, "", index.digest, action, note or what))
+            rows.extend(
+                ActionRow(reg, item.repository, t, index.digest, action, note or "went with the index")
+                for t in index.tags
+            )
+        described = "manifest" + (f" ({item.role} of the index above)" if item.indexes else "")
+        rows.append(ActionRow(reg, item.repository, "", item.digest, action, note or described))
+        rows.extend(
+            ActionRow(reg, item.repository, t, item.digest, action, note or "went with the digest") for t in item.tags
+        )
+        return rows
+
+    def kept_rows(self) -> list[ActionRow]:
+        return [
+            ActionRow(self.registry, repo, tag, digest, "kept", "shares the digest of a deleted tag")
+            for repo, tag, digest in self.kept
+        ]
 
     def rows(self, action: str) -> list[ActionRow]:
         rows: list[ActionRow] = []
-        for repo, tag, digest in self.tag_deletes:
-            rows.append(ActionRow(self.registry, repo, tag, digest, action, "tag only"))
-        for repo, digest, tags in self.digest_deletes:
-            rows.append(ActionRow(self.registry, repo, "", digest, action, "manifest"))
-            rows.extend(ActionRow(self.registry, repo, t, digest, action, "went with the digest") for t in tags)
-        for repo, tag, digest in self.kept:
-            rows.append(ActionRow(self.registry, repo, tag, digest, "kept", "shares the digest of a deleted tag"))
-        return rows
+        for item in [*self.tag_deletes, *self.digest_deletes]:
+            rows.extend(self.item_rows(item, action))
+        return rows + self.kept_rows()
 
 
-def _tag_map(client: RegistryClient, repository: str, cache: dict[str, dict[str, str]]) -> dict[str, str]:
-    """tag → digest for every tag of a repository (resolved with the full Accept header)."""
-    if repository not in cache:
-        found: dict[str, str] = {}
-        for tag in client.tags(repository):
-            head = client.head_manifest(repository, tag)
-            if head is not None and head[0]:
-                found[tag] = head[0]
-        cache[repository] = found
+@dataclass
+class DeleteOutcome:
+    """Rows for every requested item (deleted, or kept and why), and the error that stopped the run."""
+
+    rows: list[ActionRow]
+    error: str = ""
+
+
+@dataclass
+class _Repo:
+    """One repository as the plan sees it: tag → (digest, media type), and who references what."""
+
+    tags: dict[str, tuple[str, str]]
+    #: child digest → [(parent index digest, the child's descriptor)], over every index a tag reaches.
+    parents: dict[str, list[tuple[str, Descriptor]]]
+    indexes: dict[str, Index]
+
+
+def _repo_view(client: RegistryClient, repository: str, cache: dict[str, _Repo]) -> _Repo:
+    """Every tag of a repository with its digest, and every index reachable from a tag, parsed."""
+    if repository in cache:
+        return cache[repository]
+    tags: dict[str, tuple[str, str]] = {}
+    for tag in client.tags(repository):
+        head = client.head_manifest(repository, tag)
+        if head is not None and head[0]:
+            tags[tag] = (head[0], head[1])
+    parents: dict[str, list[tuple[str, Descriptor]]] = {}
+    indexes: dict[str, Index] = {}
+    pending = sorted({d for d, media_type in tags.values() if media_type in INDEX_TYPES or not media_type})
+    while pending:
+        digest = pending.pop()
+        if digest in indexes:
+            continue
+        try:
+            got = client.get_manifest(repository, digest)
+        except NotFound:
+            continue  # a torn tag: its manifest is gone; nothing it holds can be needed
+        parsed = parse_manifest(got.raw, got.media_type, got.digest)
+        if not isinstance(parsed, Index):
+            continue
+        indexes[digest] = parsed
+        for child in parsed.manifests:
+            parents.setdefault(child.digest, []).append((digest, child))
+            if child.media_type in INDEX_TYPES:
+                pending.append(child.digest)
+    cache[repository] = _Repo(tags, parents, indexes)
     return cache[repository]
 
 
-def plan_images(client: RegistryClient, refs: Sequence[Ref]) -> DeletePlan:
-    """Resolve every image first; an unknown repository, tag or digest raises and deletes nothing."""
+def _role(desc: Descriptor) -> str:
+    if desc.is_attestation:
+        return "an attestation manifest"
+    if desc.media_type in INDEX_TYPES:
+        return "a nested index"
+    return f"the {desc.platform} image" if desc.platform is not None and str(desc.platform) else "a child manifest"
+
+
+def _ancestors(view: _Repo, digest: str) -> tuple[list[str], str]:
+    """Indexes that reference `digest`, directly or through nested indexes (outermost first), and the
+    role the digest plays in the nearest one."""
+    found: list[str] = []
+    role = ""
+    frontier = [digest]
+    while frontier:
+        current = frontier.pop()
+        for parent, desc in view.parents.get(current, []):
+            if current == digest and not role:
+                role = _role(desc)
+            if parent not in found:
+                found.append(parent)
+                frontier.append(parent)
+    return list(reversed(found)), role
+
+
+def _original(client: RegistryClient, repository: str, reference: str, tags: list[str]) -> Original:
+    got = client.get_manifest(repository, reference)
+    return Original(got.digest, got.media_type, got.raw, tags)
+
+
+def plan_images(
+    client: RegistryClient, refs: Sequence[Ref], *, with_index: bool = False, probe: bool = True
+) -> DeletePlan:
+    """Resolve every image first; an unknown image, a digest a kept index needs, or a registry that
+    will not delete (`probe`, see `check_deletes`) raises and deletes nothing."""
     plan = DeletePlan(client.registry)
-    tags_cache: dict[str, dict[str, str]] = {}
-    doomed_tags: set[tuple[str, str]] = set()
+    views: dict[str, _Repo] = {}
+    doomed_tags: dict[tuple[str, str], None] = {}
     whole: dict[tuple[str, str], None] = {}
     for ref in refs:
         if ref.digest:
@@ -86,21 +238,85 @@ def plan_images(client: RegistryClient, refs: Sequence[Ref]) -> DeletePlan:
                     f"{ref.repository}:{ref.tag} not found in {client.registry}; nothing was deleted",
                     registry=client.registry,
                 )
-            doomed_tags.add((ref.repository, ref.tag))
+            doomed_tags[(ref.repository, ref.tag)] = None
+    # Tags going with a digest delete are that item's, not tag deletes of their own.
+    going: set[tuple[str, str]] = set(doomed_tags)
+    digest_items: list[DigestDelete] = []
     for repo, digest in whole:
-        tags = sorted(t for t, d in _tag_map(client, repo, tags_cache).items() if d == digest)
-        plan.digest_deletes.append((repo, digest, tags))
-        doomed_tags -= {(repo, t) for t in tags}
+        view = _repo_view(client, repo, views)
+        tags = sorted(t for t, (d, _) in view.tags.items() if d == digest)
+        item = DigestDelete(repo, digest, tags)
+        ancestors, item.role = _ancestors(view, digest)
+        for index_digest in ancestors:
+            index_tags = sorted(t for t, (d, _) in view.tags.items() if d == index_digest)
+            item.indexes.append(Original(index_digest, view.indexes[index_digest].media_type, b"", index_tags))
+        digest_items.append(item)
+        going |= {(repo, t) for t in tags}
+        if with_index:
+            going |= {(repo, t) for index in item.indexes for t in index.tags}
+    for item in digest_items:
+        needed_by = [
+            f"{item.repository}:{t}" for i in item.indexes for t in i.tags if (item.repository, t) not in going
+        ]
+        if needed_by:
+            raise Refused(
+                f"{item.repository}@{item.digest[:19]}… is {item.role} of {', '.join(needed_by)}: deleting it alone "
+                f"would break {'those tags' if len(needed_by) > 1 else 'that tag'} — delete the tag(s) instead, "
+                f"or pass {WITH_INDEX} to delete the index too; nothing was deleted"
+            )
+        if not with_index or not any(i.tags for i in item.indexes):
+            item.indexes = []  # untagged (or going) indexes: left for gc, as any untagged manifest
+        else:
+            item.indexes = [_original(client, item.repository, i.digest, i.tags) for i in item.indexes]
+    plan.digest_deletes = digest_items
+    claimed = {(d.repository, t) for d in digest_items for t in d.tags}
+    claimed |= {(d.repository, t) for d in digest_items for i in d.indexes for t in i.tags}
     for repo, tag in sorted(doomed_tags):
-        mapping = _tag_map(client, repo, tags_cache)
-        plan.tag_deletes.append((repo, tag, mapping[tag]))
-    gone = {(r, t) for r, t, _ in plan.tag_deletes} | {(r, t) for r, _, ts in plan.digest_deletes for t in ts}
-    touched = {(r, d) for r, _, d in plan.tag_deletes}
+        if (repo, tag) in claimed:
+            continue
+        view = _repo_view(client, repo, views)
+        plan.tag_deletes.append(TagDelete(repo, tag, _original(client, repo, tag, [tag])))
+        if plan.tag_deletes[-1].original.digest != view.tags.get(tag, ("",))[0]:
+            raise IntegrityError(
+                f"{repo}:{tag} changed while the delete was being planned; nothing was deleted — run it again",
+                registry=client.registry,
+            )
+    gone = going | claimed
+    touched = {(t.repository, t.original.digest) for t in plan.tag_deletes}
     for repo in sorted({r for r, _ in touched}):
-        for tag, digest in sorted(_tag_map(client, repo, tags_cache).items()):
+        for tag, (digest, _) in sorted(_repo_view(client, repo, views).tags.items()):
             if (repo, digest) in touched and (repo, tag) not in gone:
                 plan.kept.append((repo, tag, digest))
+    if probe:
+        check_deletes(client, plan.repositories)
     return plan
+
+
+def check_deletes(client: RegistryClient, repositories: Sequence[str]) -> None:
+    """Prove, without writing anything, that the registry accepts manifest deletes in each repository.
+
+    A DELETE of a random digest answers 404 where deletes work and 405 `UNSUPPORTED` where they are
+    disabled (the registry's default: `storage.delete.enabled` is false unless set); 401/403 where
+    the credentials may not delete. Anything else is left to the delete itself (and its rollback).
+    """
+    for repository in repositories:
+        probe = "sha256:" + hashlib.sha256(b"jindr delete probe " + os.urandom(16)).hexdigest()
+        try:
+            client.delete_manifest(repository, probe)
+        except NotFound:
+            continue
+        except (Unsupported, Unauthorized) as exc:
+            if isinstance(exc, Unsupported):
+                why = (
+                    f"deletes are disabled on {client.registry} — nothing was changed; a registry jindr starts has "
+                    "them on (its operator can set REGISTRY_STORAGE_DELETE_ENABLED=true)"
+                )
+            else:
+                why = (
+                    f"{client.registry} does not let these credentials delete in {repository} — nothing was changed "
+                    "(check `docker login` or the registry's permissions)"
+                )
+            raise type(exc)(why, registry=client.registry, status=exc.status, codes=exc.codes) from None
 
 
 def delete_images(
@@ -109,23 +325,38 @@ def delete_images(
     *,
     tag_delete_api: bool = False,
     progress: Callable[[int, int], None] | None = None,
-) -> list[ActionRow]:
-    """Carry out a plan; afterwards every kept tag must still resolve to its digest."""
-    total = len(plan.tag_deletes) + len(plan.digest_deletes)
-    done = 0
-    for repo, tag, _ in plan.tag_deletes:
-        if tag_delete_api:
-            client.delete_manifest(repo, tag)
-        else:
-            _delete_tag_by_placeholder(client, repo, tag)
-        done += 1
+) -> DeleteOutcome:
+    """Carry out a plan, item by item; an item that fails is put back as it was and the rest is
+    not attempted. Afterwards every kept tag must still resolve to its digest."""
+    items: list[TagDelete | DigestDelete] = [*plan.tag_deletes, *plan.digest_deletes]
+    rows: list[ActionRow] = []
+    error = ""
+    deleted: set[tuple[str, str]] = set()  # (repo, digest) gone in this run: shared indexes go once
+    for done, item in enumerate(items, 1):
+        if error:
+            rows.extend(plan.item_rows(item, "kept", NOT_ATTEMPTED))
+            continue
+        try:
+            if isinstance(item, TagDelete):
+                _delete_tag(client, item, tag_delete_api)
+            else:
+                _delete_digest(client, item, deleted)
+        except RestoreFailed as exc:
+            error = str(exc)
+            rows.extend(plan.item_rows(item, "failed", str(exc)))
+            continue
+        except JindrError as exc:
+            error = f"{exc} — that item was put back as it was" + (
+                "; the rest was not attempted" if done < len(items) else ""
+            )
+            rows.extend(plan.item_rows(item, "kept", f"delete failed, put back as it was: {exc}"))
+            continue
+        rows.extend(plan.item_rows(item, "deleted"))
         if progress:
-            progress(done, total)
-    for repo, digest, _ in plan.digest_deletes:
-        client.delete_manifest(repo, digest)
-        done += 1
-        if progress:
-            progress(done, total)
+            progress(done, len(items))
+    for row in rows:
+        if row.action == "deleted":
+            row.note = f"{row.note}; {SPACE_NOTE}"
     for repo, tag, digest in plan.kept:
         head = client.head_manifest(repo, tag)
         if head is None or head[0] != digest:
@@ -133,15 +364,57 @@ def delete_images(
                 f"{repo}:{tag} no longer resolves to {digest} after the delete; this is a bug — please report it",
                 registry=client.registry,
             )
-    rows = plan.rows("deleted")
-    for row in rows:
-        if row.action == "deleted" and not row.note.startswith("kept"):
-            row.note = f"{row.note}; {SPACE_NOTE}"
-    return rows
+    return DeleteOutcome(rows + plan.kept_rows(), error)
 
 
-def _delete_tag_by_placeholder(client: RegistryClient, repository: str, tag: str) -> None:
-    """Point `tag` at a throw-away manifest of its own, then delete that manifest's digest."""
+def _delete_tag(client: RegistryClient, item: TagDelete, tag_delete_api: bool) -> None:
+    if tag_delete_api:
+        client.delete_manifest(item.repository, item.tag)
+        return
+    placeholder = _placeholder(client, item.repository, item.tag)
+    digest = client.put_manifest(item.repository, item.tag, placeholder, OCI_MANIFEST)
+    try:
+        client.delete_manifest(item.repository, digest)
+    except JindrError:
+        _restore(client, item.repository, item.original)
+        raise
+
+
+def _delete_digest(client: RegistryClient, item: DigestDelete, deleted: set[tuple[str, str]]) -> None:
+    gone: list[Original] = []
+    try:
+        for index in item.indexes:
+            if (item.repository, index.digest) in deleted:
+                continue  # the index of an earlier item of this run
+            client.delete_manifest(item.repository, index.digest)
+            gone.append(index)
+        client.delete_manifest(item.repository, item.digest)
+        deleted.update((item.repository, d) for d in [item.digest, *(i.digest for i in gone)])
+    except JindrError:
+        for index in reversed(gone):  # innermost first: an index PUT needs its children present
+            _restore(client, item.repository, index)
+        raise
+
+
+def _restore(client: RegistryClient, repository: str, original: Original) -> None:
+    """PUT a manifest's original bytes back under each of its tags (by digest when it had none) and
+    check that each resolves to the original digest again."""
+    try:
+        for reference in original.tags or [original.digest]:
+            put = client.put_manifest(repository, reference, original.raw, original.media_type)
+            head = client.head_manifest(repository, reference)
+            if put != original.digest or head is None or head[0] != original.digest:
+                raise IntegrityError(f"{repository}:{reference} resolves to {head[0] if head else 'nothing'}")
+    except JindrError as exc:
+        names = ", ".join(f"{repository}:{t}" for t in original.tags) or f"{repository}@{original.digest}"
+        raise RestoreFailed(
+            f"the delete failed and putting back {names} ({original.digest}) failed too: {exc} — push that image again",
+            registry=client.registry,
+        ) from None
+
+
+def _placeholder(client: RegistryClient, repository: str, tag: str) -> bytes:
+    """A throw-away manifest of this tag's own (its digest belongs to no other tag)."""
     config_digest = "sha256:" + hashlib.sha256(EMPTY_CONFIG).hexdigest()
     if client.head_blob(repository, config_digest) is None:
         client.upload_blob(repository, EMPTY_CONFIG, config_digest)
@@ -153,9 +426,7 @@ def _delete_tag_by_placeholder(client: RegistryClient, repository: str, tag: str
         # Unique per tag and per call, so the digest belongs to this tag alone.
         "annotations": {"org.jindr.delete": f"{repository}:{tag}:{os.urandom(8).hex()}"},
     }
-    raw = json.dumps(placeholder, separators=(",", ":")).encode()
-    digest = client.put_manifest(repository, tag, raw, OCI_MANIFEST)
-    client.delete_manifest(repository, digest)
+    return json.dumps(placeholder, separators=(",", ":")).encode()
 
 
 @dataclass
@@ -183,8 +454,9 @@ class RepoPlan:
         return rows
 
 
-def plan_repositories(client: RegistryClient, repositories: Sequence[str]) -> list[RepoPlan]:
-    """Resolve every tag of every repository first; an unknown repository raises, deleting nothing."""
+def plan_repositories(client: RegistryClient, repositories: Sequence[str], *, probe: bool = True) -> list[RepoPlan]:
+    """Resolve every tag of every repository first; an unknown repository, or a registry that will
+    not delete (`probe`: deletes through the API, see `check_deletes`), raises, deleting nothing."""
     plans = []
     for repo in repositories:
         plan = RepoPlan(client.registry, repo)
@@ -195,6 +467,8 @@ def plan_repositories(client: RegistryClient, repositories: Sequence[str]) -> li
             else:
                 plan.torn.append(tag)
         plans.append(plan)
+    if probe:
+        check_deletes(client, list(repositories))
     return plans
 
 

@@ -7,10 +7,20 @@ from dataclasses import dataclass
 
 from ..client import ManifestBytes, RegistryClient
 from ..errors import RegistryError
-from ..models import Index, Manifest, Platform, config_created, parse_manifest
+from ..models import Descriptor, Index, Manifest, Platform, config_created, parse_manifest
 from .cache import ContentCache
 
-__all__ = ["ConfigInfo", "Fetcher"]
+__all__ = ["ConfigInfo", "Fetcher", "child_label"]
+
+
+def child_label(index: Index, desc: Descriptor) -> str:
+    """How a child of an index is named to a user: its platform, or `attestation (PLATFORM)`."""
+    if desc.is_attestation:
+        subject = desc.annotations.get("vnd.docker.reference.digest", "")
+        attested = next((d.platform for d in index.images if d.digest == subject and d.platform), None)
+        return f"attestation ({attested})" if attested is not None else "attestation"
+    text = str(desc.platform) if desc.platform is not None else ""
+    return text or desc.digest[:19]
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +83,18 @@ class Fetcher:
         parsed = parse_fetched(self.client.registry, repository, reference, got)
         self.cache.put(got.digest, parsed.media_type, got.raw, persist=self.persist)
         return parsed
+
+    def exists(self, repository: str, digest: str) -> bool:
+        """Whether the registry still has a manifest — always asked, never from the cache: the cache
+        knows what a digest contained, not that it is still there."""
+        has_manifest = getattr(self.client, "has_manifest", None)
+        if has_manifest is not None:
+            return bool(has_manifest(repository, digest))
+        return self.client.head_manifest(repository, digest) is not None
+
+    def missing_children(self, repository: str, index: Index) -> list[tuple[Descriptor, str]]:
+        """The children of an index that the registry no longer has, each with its label."""
+        return [(d, child_label(index, d)) for d in index.manifests if not self.exists(repository, d.digest)]
 
     def resolve(self, repository: str, reference: str) -> str | None:
         """A tag's digest when it is cheap to know without the manifest (local storage), else None."""

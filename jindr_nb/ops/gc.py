@@ -6,12 +6,17 @@ Registry 2.8's own `garbage-collect --delete-untagged` deletes the platform mani
 stopped, it removes only the manifests that are untagged *and* unreachable from any tag (through
 index children and `subject` referrers), then runs the registry's `garbage-collect` without the
 flag to sweep the blobs nothing references any more. Same code for 2.x and 3.x.
+
+A dry run and a run report the same two measures: `reclaimed_bytes`, the apparent sizes of the
+blobs that go (the run lists the blob store before and after the sweep and sums what is missing;
+the dry run sums the plan), and `disk_freed`, the blocks the removed files and directories held
+(measured by walking the storage around the run; estimated from the doomed paths for a dry run).
 """
 
 from __future__ import annotations
 
 import json
-import re
+import os
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,12 +25,9 @@ from pathlib import Path
 from ..client.storage import StorageLayout
 from ..errors import RuntimeFailure
 from ..models import GcRow
-from ..runtime.base import Runtime, dir_size
+from ..runtime.base import Runtime
 
 __all__ = ["GcPlan", "collect", "plan"]
-
-# The registry's last line: "30 blobs marked, 3 blobs and 0 manifests eligible for deletion".
-_SUMMARY = re.compile(r"(\d+) blobs and \d+ manifests eligible for deletion")
 
 
 @dataclass
@@ -83,15 +85,48 @@ def plan(layout: StorageLayout) -> GcPlan:
 
 def remove_manifests(layout: StorageLayout, gc_plan: GcPlan) -> None:
     """Unlink the planned manifests from their repositories (only while the registry is stopped)."""
+    for path in _manifest_paths(layout, gc_plan):
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _manifest_paths(layout: StorageLayout, gc_plan: GcPlan) -> list[Path]:
+    """The directories that hold the planned manifests' links: the revision and any tag history entry."""
+    paths: list[Path] = []
     for repo, digests in gc_plan.manifests.items():
         base = layout.repo_dir(repo) / "_manifests"
+        tags = [t for t in (base / "tags").iterdir() if t.is_dir()] if (base / "tags").is_dir() else []
         for digest in digests:
             algorithm, _, hexpart = digest.partition(":")
-            shutil.rmtree(base / "revisions" / algorithm / hexpart, ignore_errors=True)
-            tags_dir = base / "tags"
-            if tags_dir.is_dir():
-                for tag in tags_dir.iterdir():
-                    shutil.rmtree(tag / "index" / algorithm / hexpart, ignore_errors=True)
+            paths.append(base / "revisions" / algorithm / hexpart)
+            paths.extend(tag / "index" / algorithm / hexpart for tag in tags)
+    return paths
+
+
+def _allocated(path: Path | str) -> int:
+    """Bytes of disk blocks held by `path` and everything under it, files and directories alike (what
+    `du -s --block-size=1` reports for a tree without hard links); 0 when missing."""
+    try:
+        total = os.lstat(path).st_blocks * 512
+    except OSError:
+        return 0
+    for root, dirs, files in os.walk(path):
+        for name in dirs + files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_blocks * 512
+            except OSError:
+                pass
+    return total
+
+
+def _estimate_freed(layout: StorageLayout, gc_plan: GcPlan) -> int:
+    """Disk blocks a collection of `gc_plan` frees: each swept blob's directory (the registry removes
+    `blobs/sha256/xx/<hex>/` whole) and each removed manifest's link directories."""
+    doomed = [Path(layout.blob_path(digest)).parent for digest, _ in gc_plan.blobs]
+    return sum(_allocated(path) for path in doomed + _manifest_paths(layout, gc_plan))
+
+
+def _revisions(layout: StorageLayout) -> set[tuple[str, str]]:
+    return {(repo, digest) for repo in layout.repositories() for digest in layout.revisions(repo)}
 
 
 def collect(
@@ -112,32 +147,38 @@ def collect(
     if spec is None:
         raise RuntimeFailure(f"jindr does not run a registry at {registry}; `info` lists the ones it runs")
     layout = StorageLayout(spec.storage)
-    before = dir_size(spec.storage)
     if dry_run:
         would = plan(layout)
-        freed = sum(size for _, size in would.blobs)
-        return GcRow(registry, True, would.manifest_count, len(would.blobs), before, max(0, before - freed), freed)
+        before = _allocated(spec.storage)
+        freed = min(before, _estimate_freed(layout, would))
+        reclaimed = sum(size for _, size in would.blobs)
+        return GcRow(registry, True, would.manifest_count, len(would.blobs), reclaimed, before, before - freed, freed)
     runtime.pause(registry)
     try:
+        # Measured while nothing can write: what is missing afterwards is what this collection removed.
+        blobs_before = dict(layout.blobs())
+        revisions_before = _revisions(layout)
+        before = _allocated(spec.storage)
         for repository in remove_repositories:
             target = (layout.repositories_dir / repository).resolve()
             if layout.repositories_dir.resolve() not in target.parents:
                 raise RuntimeFailure(f"refusing to remove {target}: not inside the registry's storage")
             shutil.rmtree(target, ignore_errors=True)
             _prune_empty_parents(target.parent, layout.repositories_dir.resolve())
-        doomed = plan(layout)
-        remove_manifests(layout, doomed)
+        remove_manifests(layout, plan(layout))
         # An empty storage has nothing to sweep (and the registry's gc fails on a missing tree).
-        output = runtime.garbage_collect(registry, dry_run=False) if layout.repositories_dir.is_dir() else ""
+        if layout.repositories_dir.is_dir():
+            runtime.garbage_collect(registry, dry_run=False)
+        swept = blobs_before.keys() - dict(layout.blobs()).keys()
+        manifests = len(revisions_before - _revisions(layout))
+        after = _allocated(spec.storage)
     finally:
         if bring_back:
             # Also clears the registry's in-memory blob cache, which would otherwise claim that
             # swept blobs still exist and make a re-push skip them (distribution#1803).
             runtime.resume(registry)
-    counted = _SUMMARY.search(output)
-    blobs = int(counted.group(1)) if counted else 0
-    after = dir_size(spec.storage)
-    return GcRow(registry, False, doomed.manifest_count, blobs, before, after, max(0, before - after))
+    reclaimed = sum(blobs_before[digest] for digest in swept)
+    return GcRow(registry, False, manifests, len(swept), reclaimed, before, after, max(0, before - after))
 
 
 def _prune_empty_parents(directory: Path, stop: Path) -> None:

@@ -54,6 +54,8 @@ def _index_row(ref: Ref, tag: str, index: Index, images: list[PlatformRow]) -> P
 
 
 def _child_row(fetcher: Fetcher, ref: Ref, tag: str, desc: Descriptor) -> PlatformRow:
+    if not fetcher.exists(ref.repository, desc.digest):  # asked every time: the cache cannot know
+        return _missing_row(ref, tag, desc)
     manifest = fetcher.manifest(ref.repository, desc.digest)
     if not isinstance(manifest, Manifest):
         # A nested index: show it as such, without descending further.
@@ -81,4 +83,25 @@ def _image_row(fetcher: Fetcher, ref: Ref, tag: str, manifest: Manifest, desc: D
         len(manifest.layers),
         created,
         manifest.config.digest,
+    )
+
+
+def _missing_row(ref: Ref, tag: str, desc: Descriptor) -> PlatformRow:
+    """A child the index lists but the registry no longer has: what the index says of it."""
+    platform = desc.platform if desc.platform is not None and not desc.is_attestation else None
+    return PlatformRow(
+        ref.registry,
+        ref.repository,
+        tag,
+        "missing",
+        "attestation" if desc.is_attestation else str(platform or ""),
+        platform.os if platform else "",
+        platform.architecture if platform else "",
+        platform.variant if platform else "",
+        desc.digest,
+        desc.media_type,
+        desc.size,
+        0,
+        None,
+        "",
     )

@@ -4,6 +4,10 @@ Reads `docker save` tarballs (the classic `manifest.json` format, and the OCI la
 Docker writes) and OCI image layouts (a directory, or a tar of one); writes OCI image layouts.
 Blobs are streamed, skipped when the registry has them, and manifests keep their exact bytes, so
 `save` then `load` gives back identical digests.
+
+`load` never collapses images: an archive holding several different images goes to one IMAGE only
+when `name` picks one of them, and all of them only when asked (`all_images`), each under its own
+name. What goes where is decided, and refused when ambiguous, before the first blob is pushed.
 """
 
 from __future__ import annotations
@@ -32,13 +36,15 @@ from ..models import (
     parse_manifest,
 )
 from ..refs import Ref, parse_ref
+from .copy import current_digest, tag_action
 from .fetch import blob_present, fetch_manifest
 
-__all__ = ["load", "save"]
+__all__ = ["archive_path", "load", "save"]
 
 REF_NAME = "org.opencontainers.image.ref.name"
 DOCKER_LAYER_TAR = "application/vnd.docker.image.rootfs.diff.tar"
 READ = 1024 * 1024
+SHOWN = 8  # images an error line lists before "and N more"
 
 
 class _Source:
@@ -86,12 +92,17 @@ class _Source:
 
 @dataclass
 class _Image:
-    """One image to push: its top manifest, the tag it gets, and where each blob comes from."""
+    """One named entry of an archive: its top manifest, its name, and where each blob comes from.
+
+    `name` is what it is pushed as without IMAGE (a full reference, or a bare tag as skopeo and
+    umoci write); `aliases` are every spelling `--name` accepts for it.
+    """
 
     top: Manifest | Index
     children: list[Manifest]
-    tag: str
+    name: str
     blobs: dict[str, tuple[str, int]]  # digest -> (file in the archive, size)
+    aliases: frozenset[str] = frozenset()
 
 
 def _chunks(handle: BinaryIO, progress: Callable[[int], None]) -> Iterator[bytes]:
@@ -103,17 +114,60 @@ def _chunks(handle: BinaryIO, progress: Callable[[int], None]) -> Iterator[bytes
         yield chunk
 
 
+def archive_path(text: str) -> tuple[Path, str | None]:
+    """`PATH` or `PATH:NAME` (skopeo's `oci:DIR:NAME` spelling) → (path, NAME or None).
+
+    A path that exists is taken whole, so paths with ':' keep working. Otherwise it splits at the
+    one ':' whose left side exists (names may hold ':' themselves, e.g. `app:1.0`); when no left
+    side exists the path is reported missing, and when two do the user is asked for `--name`.
+    """
+    whole = Path(text).expanduser()
+    if whole.exists() or ":" not in text:
+        return whole, None
+    found = [
+        (Path(text[:i]).expanduser(), text[i + 1 :])
+        for i, char in enumerate(text)
+        if char == ":" and i and Path(text[:i]).expanduser().exists()
+    ]
+    if not found:
+        return whole, None
+    if len(found) > 1:
+        raise InvalidReference(
+            f"{text!r} is ambiguous: both {found[0][0]} and {found[1][0]} exist; give the path alone "
+            "and the image with --name NAME"
+        )
+    path, name = found[0]
+    if not name:
+        raise InvalidReference(f"{text!r} has nothing after ':'; give PATH alone, or PATH:NAME to pick one image")
+    return path, name
+
+
 def load(
     client: RegistryClient,
     path: Path,
     target: Ref | None = None,
     *,
+    name: str | None = None,
+    all_images: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[CopyRow]:
-    """Push every image in the archive at `path`; `target` names it (else the archive's own tags)."""
+    """Push the images in the archive at `path`; one row per tag pushed.
+
+    `target` (IMAGE) names one image; an archive with several different images needs `name` (its
+    ref.name, RepoTag or digest) to pick one, or `all_images` to push each under its own name (in
+    `target`'s repository when given). Without `target`, every image goes under its own name. The
+    plan is checked whole before anything is pushed: an ambiguous or unnamed image changes nothing.
+    """
     started = time.perf_counter()
     if not path.exists():
         raise InvalidReference(f"{path} does not exist")
+    if name is not None and all_images:
+        raise InvalidReference("--name picks one image and --all takes every one: give only one of them")
+    if target is not None and target.digest:
+        raise InvalidReference(
+            f"load tags what it pushes: give IMAGE as repo or repo:tag, not a digest ({target}); "
+            "to pick an image by digest use --name DIGEST"
+        )
     source = _Source(path)
     try:
         if source.exists("index.json") and source.exists("oci-layout"):
@@ -122,29 +176,137 @@ def load(
             images = _docker_save_images(source)
         else:
             raise InvalidReference(f"{path} is neither an OCI image layout nor a `docker save` archive")
-        rows = []
-        for image in images:
-            ref = _name(image, target, client.registry)
-            rows.append(_push(client, source, image, ref, started, progress))
-        return rows
+        plan = _plan(images, target, name=name, all_images=all_images, registry=client.registry, label=str(path))
+        return [_push(client, source, image, ref, started, progress) for image, ref in plan]
     finally:
         source.close()
 
 
-def _name(image: _Image, target: Ref | None, registry: str) -> Ref:
+def _short(digest: str) -> str:
+    algorithm, _, hexpart = digest.partition(":")
+    return f"{algorithm}:{hexpart[:12]}"
+
+
+def _distinct(images: list[_Image]) -> dict[str, list[_Image]]:
+    """Entries grouped by their top digest, in archive order: one group per different image."""
+    groups: dict[str, list[_Image]] = {}
+    for image in images:
+        groups.setdefault(image.top.digest, []).append(image)
+    return groups
+
+
+def _listing(groups: dict[str, list[_Image]]) -> str:
+    """`one=sha256:b88ccc89b156, two=sha256:3e18d99df600`: each image's names and short digest, one line."""
+    parts = []
+    for digest, entries in list(groups.items())[:SHOWN]:
+        names = "+".join(dict.fromkeys(e.name for e in entries if e.name)) or "(no name)"
+        parts.append(f"{names}={_short(digest)}")
+    if len(groups) > SHOWN:
+        parts.append(f"and {len(groups) - SHOWN} more")
+    return ", ".join(parts)
+
+
+def _select(images: list[_Image], name: str, label: str) -> list[_Image]:
+    """The entries `--name` picks: by ref.name / RepoTag, else by digest (a prefix of 12+ hex digits)."""
+    chosen = [image for image in images if name in image.aliases]
+    if not chosen and name.startswith("sha256:") and len(name) >= len("sha256:") + 12:
+        chosen = [image for image in images if image.top.digest.startswith(name)]
+    groups = _distinct(chosen)
+    if not groups:
+        raise InvalidReference(
+            f"{label} has no image named {name!r}; its images are {_listing(_distinct(images))}: give one of "
+            "these names, or a digest, to --name"
+        )
+    if len(groups) > 1:
+        raise InvalidReference(
+            f"{name!r} matches {len(groups)} different images in {label} ({_listing(groups)}): "
+            "give a name or a longer digest to --name"
+        )
+    return chosen
+
+
+def _plan(
+    images: list[_Image], target: Ref | None, *, name: str | None, all_images: bool, registry: str, label: str
+) -> list[tuple[_Image, Ref]]:
+    """Where each image goes, or an error before anything is pushed: never two images to one tag."""
+    if not images:
+        raise InvalidReference(f"{label} holds no image")
+    if name is not None:
+        images = _select(images, name, label)
+    groups = _distinct(images)
+    several = len(groups) > 1
+    if all_images:
+        if target is not None and target.tag:
+            raise InvalidReference(
+                f"--all pushes each image under its own tag, so IMAGE must be a repository without a tag "
+                f"(not {target}); or pick one image with --name NAME"
+            )
+        unnamed = {d: e for d, e in groups.items() if not any(i.name for i in e)}
+        if unnamed:
+            raise InvalidReference(
+                f"--all needs a name for every image, but {len(unnamed)} in {label} have no {REF_NAME} "
+                f"({_listing(unnamed)}): load each of those with --name DIGEST and IMAGE"
+            )
+    elif several and target is not None and target.tag:
+        raise InvalidReference(
+            f"{label} holds {len(groups)} different images ({_listing(groups)}) and IMAGE {target} can take "
+            "only one: pick it with --name NAME (or PATH:NAME), or give IMAGE as a repository with --all "
+            "to push each under its own tag"
+        )
+    elif several and target is not None:
+        raise InvalidReference(
+            f"{label} holds {len(groups)} different images ({_listing(groups)}): pick one for {target} with "
+            f"--name NAME (or PATH:NAME), or add --all to push each under its own tag in {target}"
+        )
+    plan: list[tuple[_Image, Ref]] = []
+    unnamed_bare: list[_Image] = []
+    seen: dict[str, str] = {}  # destination -> digest
+    for image in images:
+        ref = _name(image, target, registry, several=several)
+        if ref is None:
+            unnamed_bare.append(image)
+            continue
+        key = str(ref)
+        if key in seen:
+            if seen[key] != image.top.digest:
+                raise InvalidReference(
+                    f"two different images in {label} would both be pushed as {key} "
+                    f"({_short(seen[key])} and {_short(image.top.digest)}): pick one with --name NAME and IMAGE"
+                )
+            continue  # the same image under the same name twice: push it once
+        seen[key] = image.top.digest
+        plan.append((image, ref))
+    planned = {image.top.digest for image, _ in plan}
+    unnamed_bare = [image for image in unnamed_bare if image.top.digest not in planned]  # named elsewhere
+    if unnamed_bare:
+        if len(groups) == 1:
+            only = unnamed_bare[0].name
+            hint = f" (it only names the tag {only!r})" if only else ""
+            raise InvalidReference(f"the archive does not name its image{hint}: give one, e.g. `load PATH myimage`")
+        raise InvalidReference(
+            f"{label} holds {len(groups)} images, and {len(_distinct(unnamed_bare))} are not named as "
+            f"repository:tag ({_listing(_distinct(unnamed_bare))}): give a repository and --all "
+            "(`load PATH REPO --all`), or pick one with --name NAME and give IMAGE"
+        )
+    return plan
+
+
+def _name(image: _Image, target: Ref | None, registry: str, *, several: bool = False) -> Ref | None:
     """The reference an archived image is pushed as: IMAGE when given, else the archive's own name.
 
     OCI layouts may name an image by a bare tag (`1.0`, as skopeo writes) or a full reference;
-    `docker save` names it by repository:tag.
+    `docker save` names it by repository:tag. None when the archive does not name the repository
+    and no IMAGE does either.
     """
-    name = image.tag
+    name = image.name
     full = "/" in name or ":" in name
     own_tag = name.rpartition(":")[2] if full and ":" in name.rpartition("/")[2] else ("" if full else name)
     if target is not None:
-        return target if target.tag or target.digest else target.with_tag(own_tag or "latest")
+        if target.tag and not several:
+            return target
+        return target.with_tag(own_tag or "latest")
     if not full:
-        hint = f" (it only names the tag {name!r})" if name else ""
-        raise InvalidReference(f"the archive does not name its image{hint}: give one, e.g. `load PATH myimage`")
+        return None
     return parse_ref(_strip_registry(name), registry)
 
 
@@ -179,23 +341,27 @@ def _push(
             client.upload_blob(repo, _chunks(handle, advance), digest, size=size)
         copied += 1
         moved += size
+    tag = ref.tag or "latest"
+    previous = current_digest(client, repo, tag)  # read before tagging: did this load move the tag?
     for child in image.children:
         client.put_manifest(repo, child.digest, child.raw, child.media_type)
     client.put_manifest(repo, image.top.digest, image.top.raw, image.top.media_type)
-    client.put_manifest(repo, ref.tag or "latest", image.top.raw, image.top.media_type)
+    client.put_manifest(repo, tag, image.top.raw, image.top.media_type)
     platforms = (
         sorted({str(d.platform) for d in image.top.images if d.platform}) if isinstance(image.top, Index) else []
     )
     return CopyRow(
-        str(path_label(source)),
-        str(ref.with_tag(ref.tag or "latest")),
-        image.top.digest,
-        platforms,
-        copied,
-        skipped,
-        0,
-        moved,
-        round(time.perf_counter() - started, 3),
+        source=path_label(source),
+        destination=str(ref.with_tag(tag)),
+        digest=image.top.digest,
+        action=tag_action(previous, image.top.digest),
+        previous_digest=previous,
+        platforms=platforms,
+        blobs_copied=copied,
+        blobs_skipped=skipped,
+        blobs_mounted=0,
+        bytes_copied=moved,
+        seconds=round(time.perf_counter() - started, 3),
     )
 
 
@@ -238,8 +404,10 @@ def _oci_images(source: _Source) -> list[_Image]:
                     blobs[blob.digest] = (name, source.size(name))
         annotations = desc.get("annotations") or {}
         # Docker's own OCI export puts the full name in io.containerd.image.name, the tag in ref.name.
-        name = annotations.get("io.containerd.image.name") or annotations.get(REF_NAME, "")
-        images.append(_Image(top, children, name, blobs))
+        full = annotations.get("io.containerd.image.name", "")
+        ref_name = annotations.get(REF_NAME, "")
+        aliases = frozenset(a for a in (full, _strip_registry(full), ref_name) if a)
+        images.append(_Image(top, children, full or ref_name, blobs, aliases))
     return images
 
 
@@ -271,7 +439,8 @@ def _docker_save_images(source: _Source) -> list[_Image]:
         top = parse_manifest(raw, DOCKER_MANIFEST, "sha256:" + hashlib.sha256(raw).hexdigest())
         tags = entry.get("RepoTags") or [""]
         for tag in tags:
-            images.append(_Image(top, [], _strip_registry(tag), blobs))
+            aliases = frozenset(t for t in (tag, _strip_registry(tag)) if t)
+            images.append(_Image(top, [], _strip_registry(tag), blobs, aliases))
     return images
 
 
@@ -351,5 +520,15 @@ def save(client: RegistryClient, ref: Ref, path: Path) -> CopyRow:
             shutil.rmtree(work, ignore_errors=True)
     platforms = sorted({str(d.platform) for d in top.images if d.platform}) if isinstance(top, Index) else []
     return CopyRow(
-        str(ref), str(path), top.digest, platforms, count, 0, 0, moved, round(time.perf_counter() - started, 3)
+        source=str(ref),
+        destination=str(path),
+        digest=top.digest,
+        action="saved",
+        previous_digest="",
+        platforms=platforms,
+        blobs_copied=count,
+        blobs_skipped=0,
+        blobs_mounted=0,
+        bytes_copied=moved,
+        seconds=round(time.perf_counter() - started, 3),
     )

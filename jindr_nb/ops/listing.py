@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import datetime
 
 from ..errors import NotFound
@@ -77,7 +77,8 @@ def list_images(
 
 
 def image_row(fetcher: Fetcher, repository: str, reference: str, *, long: bool = False) -> ImageRow:
-    """The listing row of one tag (or digest)."""
+    """The listing row of one tag (or digest). An index's children are checked on every listing
+    (never taken from the cache): a child the registry lost makes the row's `missing` say so."""
     registry = fetcher.client.registry
     tag = "" if reference.startswith("sha256:") else reference
     if long:
@@ -85,21 +86,23 @@ def image_row(fetcher: Fetcher, repository: str, reference: str, *, long: bool =
         # and on local storage not even the manifest (the summary knows its media type).
         known = fetcher.resolve(repository, reference)
         cached = fetcher.cache.get_summary(known) if known else None
-        if known and cached is not None and cached.get("m"):
+        if known and cached is not None and cached.get("m") and _whole(fetcher, repository, cached):
             return _from_summary(registry, repository, tag, known, cached["m"], cached)
         digest, media_type, raw = fetcher.head(repository, reference)
         cached = fetcher.cache.get_summary(digest)
-        if cached is not None:
+        if cached is not None and _whole(fetcher, repository, cached):
             return _from_summary(registry, repository, tag, digest, media_type, cached)
         fetcher.cache.put(digest, media_type, raw, persist=fetcher.persist)
         manifest = parse_manifest(raw, media_type, digest)
     else:
         manifest = fetcher.manifest(repository, reference)
+    gone = fetcher.missing_children(repository, manifest) if isinstance(manifest, Index) else []
+    missing = [label for _, label in gone]
     if isinstance(manifest, Index) and not long:
         platforms = sorted({str(d.platform) for d in manifest.images if d.platform is not None})
         size, created = 0, None
     else:
-        platforms, size, created = _summary(fetcher, repository, manifest)
+        platforms, size, created = _summary(fetcher, repository, manifest, {d.digest for d, _ in gone})
     base = (
         registry,
         repository,
@@ -110,8 +113,17 @@ def image_row(fetcher: Fetcher, repository: str, reference: str, *, long: bool =
         platforms,
     )
     if long:
-        return LongImageRow(*base, size=size, created=created)
-    return ImageRow(*base)
+        return LongImageRow(*base, size=size, created=created, missing=missing)
+    return ImageRow(*base, missing=missing)
+
+
+def _whole(fetcher: Fetcher, repository: str, cached: dict) -> bool:
+    """True when every child a cached summary lists is still in the registry (asked, not cached);
+    False also for a summary without its children, so that it is worked out again."""
+    children = cached.get("k")
+    if children is None:
+        return False
+    return all(fetcher.exists(repository, digest) for digest in children)
 
 
 def _from_summary(registry: str, repository: str, tag: str, digest: str, media_type: str, cached: dict) -> LongImageRow:
@@ -129,17 +141,24 @@ def _from_summary(registry: str, repository: str, tag: str, digest: str, media_t
     )
 
 
-def _summary(fetcher: Fetcher, repository: str, manifest: Manifest | Index) -> tuple[list[str], int, datetime | None]:
-    """Platforms, size and newest created of a manifest: derived from immutable content, so cached."""
+def _summary(
+    fetcher: Fetcher, repository: str, manifest: Manifest | Index, missing: Collection[str] = ()
+) -> tuple[list[str], int, datetime | None]:
+    """Platforms, size and newest created of a manifest: derived from immutable content, so cached —
+    unless children are `missing` (then from those present, and not cached)."""
     cached = fetcher.cache.get_summary(manifest.digest)
-    if cached is not None:
+    if cached is not None and not missing:
         created = cached.get("c")
         return list(cached.get("p", [])), int(cached.get("s", 0)), datetime.fromisoformat(created) if created else None
     size = 0
     created: datetime | None = None
+    children: list[str] = []
     if isinstance(manifest, Index):
         platforms = sorted({str(d.platform) for d in manifest.images if d.platform is not None})
+        children = [d.digest for d in manifest.manifests]
         for child in manifest.images:
+            if child.digest in missing:
+                continue
             sub = fetcher.manifest(repository, child.digest)
             if isinstance(sub, Manifest):
                 size += sub.size
@@ -149,10 +168,9 @@ def _summary(fetcher: Fetcher, repository: str, manifest: Manifest | Index) -> t
         platforms = [str(info.platform)] if str(info.platform) else []
         size = manifest.size
         created = _newest(None, info.created)
-    fetcher.cache.put_summary(
-        manifest.digest,
-        {"p": platforms, "s": size, "c": created.isoformat() if created else None, "m": manifest.media_type},
-    )
+    if not missing:
+        summary = {"p": platforms, "s": size, "c": created.isoformat() if created else None, "m": manifest.media_type}
+        fetcher.cache.put_summary(manifest.digest, {**summary, "k": children})
     return platforms, size, created
 
 

@@ -168,18 +168,19 @@ class DeletePanel(_ListingPanel):
             self.progress.bar_style = ""
             result = self.command("rmi", *images)
             self.progress.value = 1
-            self.progress.bar_style = "success"
+            self.progress.bar_style = "success" if result.ok else "danger"
             frame = to_frame(result.rows, result.row_type)
-            message = f"deleted {len(images)} tags"
-            if self.gc_after.value:
+            gone = sum(1 for r in result.rows if r.action == "deleted" and r.tag)
+            message = f"deleted {gone} tags" if result.ok else f"{result.message} (deleted {gone} tags)"
+            if self.gc_after.value and result.ok:
                 gc = self.command("gc").rows[0]
-                message += f"; gc reclaimed {human_size(gc.reclaimed)}"
+                message += f"; gc reclaimed {gc.describe()}"
             self.show_frame(frame)
             self.table.selected.clear()
             listing = self.command("lsi", "-l")
             self.table.load(to_frame(listing.rows, listing.row_type))
             self._selection_changed()
-            self.say(message)
+            self.say(message, error=not result.ok)
 
         self.in_background(job, f"deleting {len(images)} tags …")
 
