@@ -22,15 +22,32 @@ deps:
 	  else echo "missing system packages:$$missing (install them, or the registry binary as 'registry')"; fi; \
 	fi
 
+BASE_PYTHON ?= python3
+
 $(VENV)/.installed: pyproject.toml
-	python3 -m venv $(VENV)
+	$(BASE_PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
 venv: $(VENV)/.installed
 
+# The other Pythons `requires-python` promises: every test that needs no container engine or browser
+# (JINDR_TEST_SCOPE=no-engines deselects the rest), before the whole suite on the main one, whose
+# run writes the reliability counts. A missing interpreter fails under CI=1, else is reported.
+OTHER_PYTHONS ?= 3.12 3.13
+
 test: deps venv lint
+	@for v in $(OTHER_PYTHONS); do \
+	  py=$$(command -v python$$v || ls -d $$HOME/.pyenv/versions/$$v.*/bin/python$$v 2>/dev/null | sort -V | tail -1); \
+	  if [ -z "$$py" ]; then \
+	    if [ -n "$$CI" ]; then echo "python$$v is missing (requires-python promises it)"; exit 1; fi; \
+	    echo "python$$v not found: its tests are not run here"; continue; \
+	  fi; \
+	  $(MAKE) --no-print-directory VENV=$(VENV)-$$v BASE_PYTHON=$$py venv || exit 1; \
+	  echo "== Python $$v: tests that need no container engine or browser"; \
+	  JINDR_TEST_SCOPE=no-engines $(VENV)-$$v/bin/python -m pytest -q -p no:cacheprovider || exit 1; \
+	done
 	$(PY) -m pytest -q
 
 lint: venv

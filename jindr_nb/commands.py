@@ -201,8 +201,11 @@ def _lsi(session: Session, args: argparse.Namespace) -> Result:
         selection = [r for r in refs if r.registry == registry]
         fetcher = session.fetcher(registry, local=args.local)
         rows.extend(list_images(fetcher, selection, long=args.long, jobs=args.jobs))
+    from .ops.listing import TORN
+
     broken = [f"{r.repository}:{r.tag or r.digest}" for r in rows if r.missing]
-    return Result(row_type, rows, _broken_notice(broken) if broken else "")
+    torn = [f"{r.repository}:{r.tag}" for r in rows if TORN in r.missing]
+    return Result(row_type, rows, _broken_notice(broken, torn) if broken else "")
 
 
 def _args_inspect(p: argparse.ArgumentParser) -> None:
@@ -223,6 +226,77 @@ def _inspect(session: Session, args: argparse.Namespace) -> Result:
         dict.fromkeys(f"{r.repository}:{r.tag}" if r.tag else r.repository for r in rows if r.kind == "missing")
     )
     return Result(PlatformRow, rows, _broken_notice(broken) if broken else "")
+
+
+def _args_layers(p: argparse.ArgumentParser) -> None:
+    p.add_argument("repos", nargs="*", metavar="REPO[:TAG]", help="repositories (or single images); default: all")
+    p.add_argument("--attestations", action="store_true", help="also list the layers of attestation manifests")
+    p.add_argument("-j", "--jobs", type=_positive_int, default=8, help="concurrent requests (default 8)")
+    _no_local(p)
+
+
+def _layers(session: Session, args: argparse.Namespace) -> Result:
+    from .models import LayerRow
+    from .ops.layers import layer_rows, scan
+
+    refs = [session.ref(text, default_tag=None) for text in args.repos]
+    found = []
+    for registry in _registries(session, refs):
+        selection = [r for r in refs if r.registry == registry]
+        fetcher = session.fetcher(registry, local=args.local)
+        found.extend(scan(fetcher, selection, attestations=args.attestations, jobs=args.jobs))
+    broken = [r.name for r in found if r.missing]
+    return Result(LayerRow, layer_rows(found), _broken_notice(broken) if broken else "")
+
+
+def _args_history(p: argparse.ArgumentParser) -> None:
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image references (repo[:tag], repo@digest)")
+    _no_local(p)
+
+
+def _resolved(session: Session, images: list[str], local: bool) -> list[Any]:
+    """Each image walked to its platform images, in the order given (all parsed before any is read)."""
+    from .ops.layers import resolve
+
+    refs = [session.ref(text) for text in images]
+    return [resolve(session.fetcher(ref.registry, local=local), ref) for ref in refs]
+
+
+def _history(session: Session, args: argparse.Namespace) -> Result:
+    from .models import HistoryRow
+    from .ops.layers import history_rows
+
+    found = _resolved(session, args.images, args.local)
+    broken = [r.name for r in found if r.missing]
+    return Result(HistoryRow, [row for r in found for row in history_rows(r)], _broken_notice(broken) if broken else "")
+
+
+def _config(session: Session, args: argparse.Namespace) -> Result:
+    from .models import ConfigRow
+    from .ops.layers import config_rows
+
+    found = _resolved(session, args.images, args.local)
+    broken = [r.name for r in found if r.missing]
+    return Result(ConfigRow, [row for r in found for row in config_rows(r)], _broken_notice(broken) if broken else "")
+
+
+def _args_diff(p: argparse.ArgumentParser) -> None:
+    p.usage = "%(prog)s [-h] [--no-local] A B"  # both are needed; the handler says so in words
+    p.add_argument("a", nargs="?", metavar="A", help="the image to compare from (repo[:tag], repo@digest)")
+    p.add_argument("b", nargs="?", metavar="B", help="the image to compare with (HOST:PORT/repo:tag: another registry)")
+    _no_local(p)
+
+
+def _diff(session: Session, args: argparse.Namespace) -> Result:
+    from .models import DiffRow
+    from .ops.diff import diff_images
+
+    if args.b is None:
+        raise CommandLineError("diff needs two images, A and B: e.g. `diff app:1 app:2`, `diff app:1 HOST:PORT/app:1`")
+    a, b = _resolved(session, [args.a, args.b], args.local)
+    rows, summary = diff_images(a, b)
+    broken = [r.name for r in (a, b) if r.missing]
+    return Result(DiffRow, rows, "; ".join([summary, _broken_notice(broken)]) if broken else summary)
 
 
 def _args_start(p: argparse.ArgumentParser) -> None:
@@ -382,14 +456,13 @@ def _confirmed(session: Session, args: argparse.Namespace, question: str) -> boo
 
 def _rmi(session: Session, args: argparse.Namespace) -> Result:
     from .models import ActionRow
-    from .ops.delete import NOT_ATTEMPTED, delete_images, plan_images
+    from .ops.delete import delete_all, plan_images
 
     if not args.images:
         raise CommandLineError(
             "rmi needs at least one IMAGE (in a notebook, `%jindr rmi` alone opens the cleanup panel)"
         )
     refs = [session.ref(text) for text in args.images]
-    rows: list[Any] = []
     plans = []
     for registry in _registries(session, refs):  # plan everything before touching anything
         client = session.client(registry)
@@ -405,17 +478,15 @@ def _rmi(session: Session, args: argparse.Namespace) -> Result:
             names.append(f"{d.repository}@{d.digest[:19]}… (tags: {', '.join(tags) or 'none'}{indexes})")
     if not _confirmed(session, args, f"delete {', '.join(names)}?"):
         return Result(ActionRow, [row for _, plan in plans for row in plan.rows("would delete")], "nothing deleted")
-    errors = []
-    for client, plan in plans:
-        if errors:  # an earlier registry failed: the plan of this one is not attempted
-            items = [*plan.tag_deletes, *plan.digest_deletes]
-            rows.extend(row for item in items for row in plan.item_rows(item, "kept", NOT_ATTEMPTED))
-            continue
-        outcome = delete_images(client, plan, tag_delete_api=_deletes_tags(client.registry))
-        rows.extend(outcome.rows)
-        if outcome.error:
-            errors.append(outcome.error)
-    return Result(ActionRow, rows, "; ".join(errors), ok=not errors)
+
+    def replan(client: Any, plan: Any) -> Any:
+        return plan_images(client, [r for r in refs if r.registry == client.registry], with_index=args.with_index)
+
+    # After a question the user may have taken minutes over: the registries must still be as planned.
+    outcome = delete_all(
+        plans, tag_delete_api=_deletes_tags, replan=replan if session.confirm and not args.yes else None
+    )
+    return Result(ActionRow, outcome.rows, outcome.error, ok=not outcome.error)
 
 
 def _deletes_tags(registry: str) -> bool:
@@ -455,12 +526,15 @@ def _rmr(session: Session, args: argparse.Namespace) -> Result:
         note = "repository removed from storage"
         message = f"{len(repos)} repositories removed; garbage collection reclaimed {gc.describe()}"
     else:
-        delete_repositories(client, plans)
+        error = delete_repositories(client, plans)
         note = f"manifest deleted; {SPACE_NOTE} of the registry"
-        message = (
+        message = error or (
             "the repository names stay in the catalog until the registry's operator removes them "
             "(the registry API cannot delete a repository)"
         )
+        if error:
+            rows = [row for p in plans for row in p.rows("deleted", note)]
+            return Result(ActionRow, rows, f"{error}; the rest was not attempted", ok=False)
     rows = [row for p in plans for row in p.rows("deleted", note, torn_removed=local)]
     return Result(ActionRow, rows, message)
 
@@ -633,7 +707,7 @@ def _du(session: Session, args: argparse.Namespace) -> Result:
         total.disk_bytes = dir_size(spec.storage)
         total.gc_blobs = len(would.blobs)
         total.gc_bytes = sum(size for _, size in would.blobs)
-    notes = [_broken_notice(usage.broken)] if usage.broken else []
+    notes = [_broken_notice(usage.broken, usage.torn)] if usage.broken else []
     if args.total:
         return Result(DuTotalRow, [total], "; ".join(notes))
     from .models import GcRow
@@ -647,13 +721,29 @@ def _du(session: Session, args: argparse.Namespace) -> Result:
     return Result(DuRow, usage.rows, "; ".join([*notes, line + " (`du --total` as a table)"]))
 
 
-def _broken_notice(names: list[str]) -> str:
-    """One line naming broken tags (an index listing manifests the registry lost) and what to do."""
-    shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
-    return (
-        f"warning: {len(names)} broken {'tag' if len(names) == 1 else 'tags'} ({shown}): the index lists manifests "
-        "the registry no longer has, so it will not pull — `inspect` shows which; push the image again or `rmi` the tag"
-    )
+def _broken_notice(names: list[str], torn: list[str] | None = None) -> str:
+    """One line naming broken tags (an index listing manifests the registry lost) and torn ones
+    (listed, their own manifest gone), each with what to do."""
+
+    def listed(items: list[str]) -> str:
+        return ", ".join(items[:3]) + (f" and {len(items) - 3} more" if len(items) > 3 else "")
+
+    torn = torn or []
+    parts = []
+    lost = [n for n in names if n not in torn]
+    if lost:
+        parts.append(
+            f"warning: {len(lost)} broken {'tag' if len(lost) == 1 else 'tags'} ({listed(lost)}): the index lists "
+            "manifests the registry no longer has, so it will not pull — `inspect` shows which; push the image "
+            "again or `rmi` the tag"
+        )
+    if torn:
+        parts.append(
+            f"warning: {len(torn)} torn {'tag' if len(torn) == 1 else 'tags'} ({listed(torn)}): listed, but the "
+            "manifest is gone (a delete the registry did not finish); the API cannot remove it: `rmr` on a "
+            "registry jindr runs does, else its operator"
+        )
+    return "; ".join(parts)
 
 
 def _registries(session: Session, refs: list[Ref]) -> list[str]:
@@ -726,6 +816,38 @@ COMMANDS: tuple[Command, ...] = (
     Command("lsi", ("images",), "List images (one row per tag) in the specified repos.", _args_lsi, _lsi),
     Command(
         "ins", ("inspect",), "Inspect specified images: the index, then one row per platform.", _args_inspect, _inspect
+    ),
+    Command(
+        "layers",
+        (),
+        "One row per layer of every tag and platform: digest, media type, size, the history step that made it, "
+        "how many images share it and where it first appeared. Example: `layers app` (every tag of app).",
+        _args_layers,
+        _layers,
+    ),
+    Command(
+        "history",
+        (),
+        "The config history of an image, one row per step and platform, with the layer each step made. "
+        "Example: `history app:1.0`.",
+        _args_history,
+        _history,
+    ),
+    Command(
+        "config",
+        (),
+        "What each platform image runs: user, working dir, entrypoint, cmd, env, labels, ports, side by side. "
+        "Example: `config app:1.0 app:2.0`.",
+        _args_history,
+        _config,
+    ),
+    Command(
+        "diff",
+        (),
+        "Compare two images per platform: layers shared, only in A, only in B, and the config fields that changed. "
+        "Example: `diff app:1 app:2`.",
+        _args_diff,
+        _diff,
     ),
 )
 

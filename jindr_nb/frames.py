@@ -41,6 +41,9 @@ _INT_COLUMNS = frozenset(
         "disk_bytes",
         "gc_blobs",
         "gc_bytes",
+        "position",
+        "shared_by",
+        "step",
     }
 )
 _TIME_COLUMNS = frozenset({"created"})

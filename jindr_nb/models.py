@@ -387,3 +387,100 @@ class DuTotalRow:
     disk_bytes: int | None
     gc_blobs: int | None
     gc_bytes: int | None
+
+
+@dataclass(slots=True)
+class LayerRow:
+    """`layers`: one layer of one platform image of one tag.
+
+    `position` counts from 0, the base layer. `media_type` is the layer's full media type.
+    `created_by` is the config history step that made the layer: history entries marked
+    `"empty_layer": true` made none (Docker's rule); when the remaining entries do not line up one
+    to one with the manifest's layers it is empty rather than a guess. `shared_by` counts the
+    distinct platform manifests in the listed scope that use this blob (one manifest under two tags
+    counts once); `first_seen` is `repo:tag` of the oldest of them by the config's `created` (ties:
+    by name). `manifest_digest` is the platform manifest, not the index.
+    """
+
+    registry: str
+    repository: str
+    tag: str
+    platform: str
+    position: int
+    layer_digest: str
+    media_type: str
+    size: int
+    created_by: str
+    shared_by: int
+    first_seen: str
+    manifest_digest: str
+
+
+@dataclass(slots=True)
+class HistoryRow:
+    """`history`: one step of an image config's history, per platform, in order.
+
+    `step` counts from 0. `layer_digest` and `size` are the layer the step produced (empty for an
+    `empty_layer` step, and for every step when the history does not line up with the layers; see
+    `LayerRow.created_by`).
+    """
+
+    registry: str
+    repository: str
+    tag: str
+    platform: str
+    step: int
+    created: datetime | None
+    created_by: str
+    comment: str
+    empty_layer: bool
+    layer_digest: str
+    size: int | None
+
+
+@dataclass(slots=True)
+class ConfigRow:
+    """`config`: what one platform image runs, from its config blob — for side-by-side comparison.
+
+    `entrypoint` and `cmd` are lists (empty when unset), `env` the config's `KEY=value` list in its
+    order, `labels` a dict, `exposed_ports` sorted (`80/tcp`).
+    """
+
+    registry: str
+    repository: str
+    tag: str
+    platform: str
+    os: str
+    architecture: str
+    variant: str
+    user: str
+    working_dir: str
+    entrypoint: list[str]
+    cmd: list[str]
+    env: list[str]
+    labels: dict[str, str]
+    exposed_ports: list[str]
+    created: datetime | None
+    config_digest: str
+
+
+@dataclass(slots=True)
+class DiffRow:
+    """`diff A B`: one difference (or shared layer) between two images, per platform.
+
+    `what` is `layer`, `config` or `platform`; `change` is `shared`, `only in A`, `only in B` or
+    `changed`. `key` is the layer digest, the config field as a Dockerfile would say it (`ENV PATH`,
+    `LABEL version`, `USER`, `WORKDIR`, `ENTRYPOINT`, `CMD`, `EXPOSE`), or for `platform` rows the
+    platform manifest's digest. `a` and `b` are the layer's size on each side (layer rows) or the
+    value on each side (config rows: text, lists as JSON; None where unset), `size` the layer's size
+    and `created_by` the history step that made it (see `LayerRow`).
+    """
+
+    platform: str
+    what: str
+    change: str
+    key: str
+    a: Any
+    b: Any
+    size: int | None
+    created_by: str

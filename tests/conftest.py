@@ -181,3 +181,34 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):  # noqa
     outcome = yield
     report = outcome.get_result()
     setattr(item, f"rep_{report.when}", report)
+
+
+#: What a test needs beyond Python and the registry binary: a container engine or a browser.
+_ENGINE_FIXTURES = frozenset({"docker_engine", "podman_engine", "podman", "private_dockerd"})
+_ENGINE_PARAMS = frozenset({"docker", "podman"})
+_ENGINE_MODULES = frozenset({"test_browser"})
+
+
+def needs_engine(item: pytest.Item) -> bool:
+    """True for a test that needs Docker, Podman or a browser: by its fixtures, by a parameter that
+    picks an engine (fixtures that ask for one with getfixturevalue), or by its module."""
+    if _ENGINE_FIXTURES & set(getattr(item, "fixturenames", ())):
+        return True
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None:
+        picked = {v.split("-")[0] for v in callspec.params.values() if isinstance(v, str)}
+        if _ENGINE_PARAMS & picked:  # "docker", "podman", "podman-oci", "podman-v2s2" ...
+            return True
+    return item.module is not None and item.module.__name__ in _ENGINE_MODULES
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`JINDR_TEST_SCOPE=no-engines` (make test, on the Pythons other than the main one): only the
+    tests that need no container engine or browser — deselected, not skipped, and counted."""
+    if os.environ.get("JINDR_TEST_SCOPE") != "no-engines":
+        return
+    keep = [item for item in items if not needs_engine(item)]
+    dropped = [item for item in items if needs_engine(item)]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep

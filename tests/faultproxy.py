@@ -18,6 +18,8 @@ Actions (a rule applies `times` times, None = forever; later matches pass throug
     link_loop  the real answer with `Link: <link>; rel="next"` (`link` may hold {n}: the request count,
                modulo `cycle` when set)
     status     an answer with `status` (and `Retry-After: retry_after` when given), an OCI error body
+    applied    the request goes to the registry (which carries it out), then the answer is replaced by
+               `status`, as a reverse proxy timing out on slow storage does (a 504 for a PUT that landed)
     drop       close the connection without answering
     stall      say nothing until the proxy closes (`after` set: the headers and `after` body bytes first)
 """
@@ -165,6 +167,10 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         if action == "status":
+            self._answer_status(rule)  # type: ignore[arg-type]
+            return
+        if action == "applied":
+            self._forward(body)
             self._answer_status(rule)  # type: ignore[arg-type]
             return
         if action == "huge":

@@ -333,6 +333,85 @@ class ImageFactory:
             repository, digest, media_type, {"/".join(p for p in platform if p): digest}, [], list(tags), size, created
         )
 
+    def image_with_history(
+        self,
+        repository: str,
+        tags: list[str] | str,
+        history: list[dict],
+        *,
+        platforms: tuple[tuple[str, str, str], ...] = (("linux", "amd64", ""),),
+        oci: bool = True,
+        layers: list[tuple[bytes, str]] | None = None,
+        config: dict | None = None,
+        created: str = "2026-03-01T10:00:00Z",
+        legacy: bool = False,
+    ) -> Pushed:
+        """An image whose config history is exactly `history` (entries written as given, so
+        `"empty_layer": true` steps and legacy Docker quirks are the caller's to choose), with one
+        new random layer per entry not marked `"empty_layer": true` — or exactly `layers` (blob,
+        diff_id) when given: shared with other images, or deliberately not lining up with the
+        history. `config` is the runtime section (Env, Labels, Cmd, ...). `legacy` adds what old
+        Docker wrote besides (`container_config`, `docker_version`, `container`). Several
+        `platforms` make an index (a Docker list unless `oci`) over one image each."""
+        tags = [tags] if isinstance(tags, str) else tags
+        steps = sum(1 for entry in history if entry.get("empty_layer") is not True)
+        entries = []
+        pushed = Pushed(repository, "", "", tags=list(tags), created=created)
+        for plat in platforms:
+            made = layers if layers is not None else [make_layer(1024, self.rng) for _ in range(steps)]
+            layer_type = OCI_LAYER if oci else DOCKER_LAYER
+            layer_descs = [
+                {"mediaType": layer_type, "digest": self.blob(repository, blob), "size": len(blob)} for blob, _ in made
+            ]
+            doc: dict = {"architecture": plat[1], "os": plat[0]}
+            if plat[2]:
+                doc["variant"] = plat[2]
+            doc.update(
+                created=created,
+                config=dict(config or {}),
+                rootfs={"type": "layers", "diff_ids": [diff_id for _, diff_id in made]},
+                history=history,
+            )
+            if legacy:
+                doc.update(
+                    container="3f2a9c0e8d1b",
+                    docker_version="1.13.1",
+                    container_config={**(config or {}), "Cmd": ["/bin/sh", "-c", "#(nop) ", "CMD []"]},
+                )
+            config_raw = _canon(doc)
+            manifest = {
+                "schemaVersion": 2,
+                "mediaType": OCI_MANIFEST if oci else DOCKER_MANIFEST,
+                "config": {
+                    "mediaType": OCI_CONFIG if oci else DOCKER_CONFIG,
+                    "digest": self.blob(repository, config_raw),
+                    "size": len(config_raw),
+                },
+                "layers": layer_descs,
+            }
+            raw = _canon(manifest)
+            digest = self.client.put_manifest(repository, _digest(raw), raw, manifest["mediaType"])
+            pushed.platforms["/".join(p for p in plat if p)] = digest
+            pushed.size += len(config_raw) + sum(d["size"] for d in layer_descs)
+            platform_json = {"architecture": plat[1], "os": plat[0], **({"variant": plat[2]} if plat[2] else {})}
+            entries.append((raw, manifest["mediaType"], digest, platform_json))
+        if len(platforms) == 1:
+            raw, pushed.media_type, pushed.digest, _ = entries[0]
+        else:
+            pushed.media_type = OCI_INDEX if oci else DOCKER_LIST
+            index = {
+                "schemaVersion": 2,
+                "mediaType": pushed.media_type,
+                "manifests": [
+                    {"mediaType": media_type, "digest": digest, "size": len(child), "platform": platform_json}
+                    for child, media_type, digest, platform_json in entries
+                ],
+            }
+            raw = _canon(index)
+        for tag in tags:
+            pushed.digest = self.client.put_manifest(repository, tag, raw, pushed.media_type)
+        return pushed
+
 
 def fill_storage(root: Path, repos: int, tags: int, *, prefix: str = "load") -> dict[str, str]:
     """Write `repos` x `tags` small images straight into a registry storage tree (the registry's own

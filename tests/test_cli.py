@@ -91,7 +91,9 @@ def test_unknown_image_is_exit_1(populated: dict) -> None:
 def test_help_and_version() -> None:
     proc = run("--help")
     assert proc.returncode == 0
-    for name in ("ls (repos)", "lsi (images)", "ins (inspect)", "-r REGISTRY, --registry REGISTRY"):
+    for name in ("ls (repos)", "lsi (images)", "ins (inspect)"):
         assert name in proc.stdout
+    # argparse 3.13 names an option's value once ("-r, --registry REGISTRY"); before, after each spelling.
+    assert "-r REGISTRY, --registry REGISTRY" in proc.stdout or "-r, --registry REGISTRY" in proc.stdout
     version = run("--version")
     assert version.returncode == 0 and version.stdout.startswith("jindr_nb ")

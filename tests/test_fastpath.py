@@ -39,6 +39,7 @@ class ScriptedServer:
     def __init__(self, script: Callable[[str, str, bytes], bytes | None]) -> None:
         self.script = script
         self.requests: list[tuple[str, str]] = []
+        self.heads: list[bytes] = []  # every request's head, as it came off the wire
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.address = f"127.0.0.1:{self.sock.getsockname()[1]}"
         self._threads: list[threading.Thread] = []
@@ -63,16 +64,22 @@ class ScriptedServer:
                     return
                 method, path, _ = line.decode().split(" ", 2)
                 length = 0
+                head = [line]
                 while (header := reader.readline()) not in (b"\r\n", b""):
+                    head.append(header)
                     name, _, value = header.decode().partition(":")
                     if name.lower() == "content-length":
                         length = int(value)
                 body = reader.read(length) if length else b""
+                self.heads.append(b"".join(head))
                 self.requests.append((method, path))
                 answer = self.script(method, path, body)
                 if answer is None:
                     return
-                conn.sendall(answer)
+                try:
+                    conn.sendall(answer)
+                except OSError:
+                    return  # the client hung up (as it should on a hostile answer)
                 if b"Connection: close" in answer.split(b"\r\n\r\n")[0]:
                     return
 
@@ -223,3 +230,78 @@ def test_an_upload_moved_to_another_host_streams_there(source, tmp_path) -> None
             assert d.blobs_relayed == 0 and row.digest == pushed.digest and row.blobs_copied > 0
     finally:
         dst.stop()
+
+
+# ---- hostile framing and headers --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [b"-1", b"-ff", b"fffffffffffffffffff", b"0x10", b"zz"])
+def test_a_malformed_chunk_size_is_refused_without_reading_on(scripted, size: bytes) -> None:
+    """A chunk size int() would take ("-1": read to the end of the stream) or absurd: refused at
+    once; the 8 MiB the server keeps sending after it are never read into memory."""
+    import time
+    import tracemalloc
+
+    # Built before memory is traced: the 8 MiB the server keeps sending after the bad size.
+    answer = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + size + b"\r\n" + b"x" * (8 * 1024 * 1024)
+
+    def script(method: str, path: str, body: bytes) -> bytes | None:
+        return PING if path == "/v2/" else answer
+
+    server = scripted(script)
+    tracemalloc.start()
+    started = time.monotonic()
+    try:
+        with RegistryClient(server.address, timeout=3) as client:
+            with pytest.raises(Exception) as info:
+                client.get_manifest("x", "latest")
+    finally:
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    assert time.monotonic() - started < 3  # refused, not read until a timeout
+    assert peak < 4 * 1024 * 1024, peak  # the body after the bad size stayed on the socket
+    assert "\n" not in str(info.value) and "x:latest" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "token", ["abc\r\nX-Injected: yes", "abc\nX-Injected: yes", "abc\x00def", "two words", "ok\rX-Injected: 1"]
+)
+def test_a_token_that_is_not_a_token_is_never_sent(scripted, token: str) -> None:
+    import json
+
+    def script(method: str, path: str, body: bytes) -> bytes:
+        if path.startswith("/token"):
+            doc = json.dumps({"token": token}).encode()
+            return b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (
+                len(doc),
+                doc,
+            )
+        realm = f'Bearer realm="http://{server.address}/token",service="t"'.encode()
+        return (
+            b"HTTP/1.1 401 Unauthorized\r\nDocker-Distribution-Api-Version: registry/2.0\r\n"
+            b"WWW-Authenticate: " + realm + b"\r\nContent-Length: 0\r\n\r\n"
+        )
+
+    server = scripted(script)
+    from jindr_nb.errors import Unauthorized
+
+    with RegistryClient(server.address, timeout=3) as client:
+        with pytest.raises(Unauthorized) as info:
+            client.catalog()
+    message = str(info.value)
+    assert "not a bearer token" in message and "token server" in message and "\n" not in message
+    assert "X-Injected" not in message and "abc" not in message and "def" not in message  # never echoed
+    assert not any(b"X-Injected" in head or b"Bearer" in head for head in server.heads)
+
+
+def test_a_header_value_with_a_line_break_never_reaches_the_wire(scripted) -> None:
+    """A media type read from a hostile source's answer, say, PUT on: refused before sending."""
+    from jindr_nb.errors import IntegrityError
+
+    server = scripted(lambda m, p, b: PING if p == "/v2/" else b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n")
+    with RegistryClient(server.address, timeout=3) as client:
+        client.ping()
+        with pytest.raises(IntegrityError) as info:
+            client.put_manifest("x", "v1", b"{}", "application/json\r\nX-Injected: yes")
+    assert "control character" in str(info.value) and "X-Injected" not in str(info.value)
+    assert not any(b"X-Injected" in head for head in server.heads)

@@ -36,8 +36,14 @@ def where(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
         _need_binary()
         reg = start_registry(tmp_path / "reg")
         request.addfinalizer(reg.stop)
+        STORAGE[reg.address] = reg.storage
         return reg.address, "api"
-    return request.getfixturevalue("process_registry"), "storage"
+    address = request.getfixturevalue("process_registry")
+    STORAGE[address] = tmp_path / "storage"  # where the process_registry fixture keeps it
+    return address, "storage"
+
+
+STORAGE: dict[str, Path] = {}
 
 
 def _run(session: Session, *argv: str):
@@ -114,3 +120,73 @@ def test_the_cli_prints_one_notice_line(where, capsys: pytest.CaptureFixture[str
     CASES.append(f"{how}: CLI notice")
     assert "linux/amd64" in out.splitlines()[1]  # the missing column
     assert len(err.strip().splitlines()) == 1 and "1 broken tag (app:latest)" in err
+
+
+def test_a_lost_grandchild_of_a_nested_index_is_named(where) -> None:
+    """outer index → inner index → platform images; a platform image goes behind jindr's back."""
+    from jindr_nb.models import OCI_INDEX
+
+    address, how = where
+    with RegistryClient(address) as c:
+        f = ImageFactory(c, seed=15)
+        kids = []
+        for arch in ("amd64", "arm64"):
+            raw, digest, _, _ = f.image_manifest("nest", ("linux", arch, ""))
+            kids.append(
+                {
+                    "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                    "digest": digest,
+                    "size": len(raw),
+                    "platform": {"os": "linux", "architecture": arch},
+                }
+            )
+        inner = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": kids}).encode()
+        inner_digest = c.put_manifest(
+            "nest", "sha256:" + __import__("hashlib").sha256(inner).hexdigest(), inner, OCI_INDEX
+        )
+        outer = json.dumps(
+            {
+                "schemaVersion": 2,
+                "mediaType": OCI_INDEX,
+                "manifests": [{"mediaType": OCI_INDEX, "digest": inner_digest, "size": len(inner)}],
+            }
+        ).encode()
+        c.put_manifest("nest", "outer", outer, OCI_INDEX)
+    warm = Session(address)
+    try:
+        assert _run(warm, "lsi", "-l", "nest").rows[0].missing == []  # seen whole first
+        with RegistryClient(address) as c:
+            c.delete_manifest("nest", kids[1]["digest"])
+        for session in (warm, None):
+            for argv in (["lsi", "nest"], ["lsi", "-l", "nest"]):
+                result = _run(session, *argv) if session else jindr("-r", address, *argv)
+                CASES.append(f"{how}: nested {' '.join(argv)}")
+                assert result.rows[0].missing == ["linux/arm64"] and "nest:outer" in result.message
+            inspected = (
+                _run(session, "inspect", "nest:outer") if session else jindr("-r", address, "inspect", "nest:outer")
+            )
+            CASES.append(f"{how}: nested inspect")
+            missing = [r for r in inspected.rows if r.kind == "missing"]
+            assert [r.digest for r in missing] == [kids[1]["digest"]] and missing[0].platform == "linux/arm64"
+    finally:
+        warm.close()
+
+
+def test_a_torn_tag_is_listed_and_named(where) -> None:
+    """Listed by the registry, its manifest's revision gone (a registry killed in its own delete)."""
+    from test_delete import _tear
+
+    address, how = where
+    with RegistryClient(address) as c:
+        ImageFactory(c, seed=16).single("torn", "ok")
+        half = ImageFactory(c, seed=17).single("torn", "half")
+    _tear(STORAGE[address], "torn", half.digest)
+    result = jindr("-r", address, "lsi", "torn")
+    CASES.append(f"{how}: torn tag in lsi")
+    rows = {r.tag: r for r in result.rows}
+    assert rows["half"].missing == ["manifest (torn tag)"] and rows["half"].digest == ""
+    assert rows["ok"].missing == []
+    assert "torn tag (torn:half)" in result.message and "`rmr`" in result.message
+    du = jindr("-r", address, "du")
+    CASES.append(f"{how}: torn tag in du")
+    assert "torn tag (torn:half)" in du.message and "broken" not in du.message

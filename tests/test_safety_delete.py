@@ -75,7 +75,7 @@ def assert_every_tag_pulls(address: str, tmp_path: Path) -> int:
 
 # ---- kinds of index, each as a real client leaves it ----------------------------------------------
 
-KINDS = ("factory-oci", "factory-list", "podman-oci", "podman-v2s2", "skopeo-all")
+KINDS = ("factory-oci", "factory-list", "podman-oci", "podman-v2s2", "podman-then-skopeo-all")
 
 
 def push_kind(kind: str, registry: LocalRegistry, podman_store: Podman | None) -> tuple[str, list[str]]:
@@ -87,7 +87,7 @@ def push_kind(kind: str, registry: LocalRegistry, podman_store: Podman | None) -
             ImageFactory(c, seed=len(kind)).index(repo, tags, oci=kind == "factory-oci")
         return repo, tags
     assert podman_store is not None
-    if kind == "skopeo-all":
+    if kind == "podman-then-skopeo-all":
         podman_store.push(registry.address, "src/podman", "latest", "oci")
         for tag in tags:
             skopeo_copy_all(f"{registry.address}/src/podman:latest", f"{registry.address}/{repo}:{tag}")
@@ -331,3 +331,121 @@ def test_rmr_through_the_api_keeps_other_repositories_whole(registry, podman, tm
     CASES.append("rmr via API beside a podman image")
     assert [(r.tag, r.action) for r in done.rows] == [("latest", "deleted")]
     assert assert_every_tag_pulls(registry.address, tmp_path) == 1
+
+
+# ---- found in review: the registry did it but the answer was lost; the plan went stale ----------
+
+
+def test_an_index_asked_for_beside_its_child_goes_first(registry, tmp_path: Path) -> None:
+    """`rmi app@CHILD app@INDEX`: CHILD is allowed only because INDEX goes; INDEX is deleted first,
+    so when that fails CHILD is not attempted and app:a still pulls."""
+    with RegistryClient(registry.address) as c:
+        pushed = ImageFactory(c).index("app", "a")
+    child = pushed.platforms["linux/amd64"]
+    with FaultProxy(registry.address) as proxy:
+        proxy.plan(_probe_passes(), Rule("DELETE", pushed.digest, "status", status=500))
+        result = jindr("-r", proxy.address, "rmi", f"app@{child}", f"app@{pushed.digest}")
+    CASES.append("order: an index before its child, the index delete fails")
+    assert not result.ok and {r.action for r in result.rows} == {"kept"}
+    with RegistryClient(registry.address) as c:
+        assert c.head_manifest("app", child) is not None
+    assert assert_every_tag_pulls(registry.address, tmp_path) == 1
+
+
+def test_a_placeholder_put_that_landed_but_answered_504_is_rolled_back(registry, tmp_path: Path) -> None:
+    with RegistryClient(registry.address) as c:
+        pushed = ImageFactory(c).index("app", ["a", "b"])
+    with FaultProxy(registry.address) as proxy:
+        # Every attempt of the placeholder PUT lands and answers 504 (the client's whole retry
+        # budget); the PUT that puts the original back goes through.
+        landed = Rule("PUT", r"/manifests/a$", "applied", status=504, times=4)
+        proxy.plan(_probe_passes(), landed)
+        result = jindr("-r", proxy.address, "rmi", "app:a")
+    CASES.append("rollback: placeholder PUT landed, answer lost")
+    assert landed.faulted == 4 and landed.seen == 5  # four lost answers, then the original went back
+    assert not result.ok and [(r.tag, r.action) for r in result.rows] == [("a", "kept"), ("b", "kept")]
+    with RegistryClient(registry.address) as c:
+        assert tag_map(c) == {"app:a": pushed.digest, "app:b": pushed.digest}
+    assert assert_every_tag_pulls(registry.address, tmp_path) == 2
+
+
+def test_a_delete_that_went_through_but_answered_502_counts_as_done(registry, tmp_path: Path) -> None:
+    with RegistryClient(registry.address) as c:
+        pushed = ImageFactory(c).index("app", ["a", "b"])
+        ImageFactory(c, seed=4).single("other", "x")
+    child = pushed.platforms["linux/amd64"]
+    with FaultProxy(registry.address) as proxy:
+        proxy.plan(_probe_passes(), Rule("DELETE", pushed.digest, "applied", status=502, times=1))
+        result = jindr("-r", proxy.address, "rmi", "--with-index", f"app@{child}")
+    CASES.append("lost answer of an index DELETE that went through")
+    assert result.ok and {r.action for r in result.rows} == {"deleted"}
+    with RegistryClient(registry.address) as c:
+        assert c.head_manifest("app", child) is None and "app:a" not in tag_map(c)
+    assert assert_every_tag_pulls(registry.address, tmp_path) == 1
+
+
+@pytest.mark.parametrize("change", ["tag moved", "index now holds the digest"])
+def test_a_registry_that_changed_while_the_user_was_asked_is_not_touched(registry, change: str) -> None:
+    from jindr_nb.commands import Session, build_parser, run
+    from jindr_nb.errors import Refused as RefusedError
+
+    with RegistryClient(registry.address) as c:
+        f = ImageFactory(c, seed=21)
+        old = f.single("web", "prod")
+        lone = f.single("app", "c", platform=("linux", "arm64", ""))
+
+    def meanwhile(question: str) -> bool:
+        with RegistryClient(registry.address) as c:
+            g = ImageFactory(c, seed=22)
+            if change == "tag moved":
+                g.single("web", "prod")  # CI re-pushes prod while the user reads the question
+            else:
+                raw = c.get_manifest("app", lone.digest)
+                index = {
+                    "schemaVersion": 2,
+                    "mediaType": "application/vnd.oci.image.index.v1+json",
+                    "manifests": [
+                        {
+                            "mediaType": raw.media_type,
+                            "digest": lone.digest,
+                            "size": len(raw.raw),
+                            "platform": {"os": "linux", "architecture": "arm64"},
+                        }
+                    ],
+                }
+                import json as _json
+
+                body = _json.dumps(index).encode()
+                c.put_manifest("app", "latest", body, "application/vnd.oci.image.index.v1+json")
+        return True
+
+    argv = ["rmi", "web:prod"] if change == "tag moved" else ["rmi", f"app@{lone.digest}"]
+    session = Session(registry.address, confirm=meanwhile)
+    with RegistryClient(registry.address) as c:
+        try:
+            before = tag_map(c)
+            with pytest.raises(RefusedError, match="changed since the plan|would break that tag"):
+                run(session, build_parser().parse_args(argv))
+            after = tag_map(c)
+        finally:
+            session.close()
+    CASES.append(f"stale plan: {change}")
+    changed = {k: v for k, v in after.items() if before.get(k) != v}
+    assert set(changed) == ({"web:prod"} if change == "tag moved" else {"app:latest"})  # only the push
+    assert after.get("app:c") == lone.digest and (change != "tag moved" or after["web:prod"] != old.digest)
+
+
+def test_rmr_through_the_api_says_what_went_when_a_delete_fails(registry) -> None:
+    with RegistryClient(registry.address) as c:
+        index = ImageFactory(c).index("app", "i")
+        single = ImageFactory(c, seed=8).single("app", "s")
+    with FaultProxy(registry.address) as proxy:
+        proxy.plan(_probe_passes(), Rule("DELETE", single.digest, "status", status=500))
+        result = jindr("-r", proxy.address, "rmr", "app")
+    CASES.append("rmr via API: a delete fails")
+    assert not result.ok and "not attempted" in result.message
+    rows = {r.tag: (r.action, r.digest) for r in result.rows}
+    assert rows["i"] == ("deleted", index.digest)  # the index first
+    assert rows["s"][0] == "kept"
+    with RegistryClient(registry.address) as c:
+        assert tag_map(c) == {"app:s": single.digest}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -94,4 +95,15 @@ def test_readme_command_reference_is_generated_from_the_table() -> None:
     start, end = "<!-- commands:start -->\n", "<!-- commands:end -->"
     assert start in readme and end in readme
     block = readme[readme.index(start) + len(start) : readme.index(end)]
-    assert block.strip() == reference_markdown().strip(), "run `make readme`"
+    generated = reference_markdown()
+    if sys.version_info[:2] != (3, 11):
+        # `make readme` runs on the main Python (3.11); argparse 3.13 writes "-r, --registry REGISTRY"
+        # where 3.11 writes "-r REGISTRY, --registry REGISTRY", and wraps lines elsewhere: compare
+        # the words, each option's value named once.
+        def words(text: str) -> list[str]:
+            text = re.sub(r"(-\w) ([A-Z][A-Z_]*), (--[\w-]+) \2", r"\1, \3 \2", text)
+            return text.split()
+
+        assert words(block) == words(generated), "run `make readme` (on Python 3.11)"
+        return
+    assert block.strip() == generated.strip(), "run `make readme`"

@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Challenge", "Credentials", "TokenCache", "docker_credentials", "parse_challenge"]
 
+#: RFC 6750's b64token: what a bearer token may hold, and so all an Authorization header gets from one.
+_BEARER_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*\Z")
 _PARAM = re.compile(r'(\w+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))')
 
 
@@ -143,5 +145,13 @@ class TokenCache:
             token = None
         if not token:
             raise Unauthorized(f"token server {realm} sent no token for {registry}", registry=registry)
+        if not isinstance(token, str) or not _BEARER_TOKEN.match(token):
+            # Never sent, never shown: a value with CR/LF would put headers of the server's choosing
+            # on the wire, and the token itself is a secret.
+            raise Unauthorized(
+                f"token server {realm} sent a token for {registry} that is not a bearer token (RFC 6750: letters, "
+                "digits and -._~+/ only); not sent — check the token server",
+                registry=registry,
+            )
         self.put(key, token)
-        return str(token)
+        return token

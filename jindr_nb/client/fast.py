@@ -28,6 +28,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import re
 import select
 import socket
 import ssl
@@ -36,10 +37,14 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TypeVar
 
+from ..errors import IntegrityError
+
 __all__ = ["Answer", "Body", "Busy", "FastGet", "Headers", "RelayBroken", "SPLICE", "Unanswered"]
 
 _T = TypeVar("_T")
 _MAX_HEADER_LINES = 100
+#: Never on the wire inside a header or the request line (CR, LF, NUL): they would end it early.
+_UNSAFE = re.compile(r"[\r\n\x00]")
 _RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 _NO_BODY = frozenset({204, 304})
 #: os.splice exists on Linux (Python 3.10+); elsewhere blobs stream through Python.
@@ -443,6 +448,15 @@ class FastGet:
     # ---- the wire ---------------------------------------------------------------------------
 
     def _head(self, method: str, path: str, headers: Mapping[str, str], length: int | None) -> bytes:
+        for key, value in headers.items():
+            if _UNSAFE.search(key) or _UNSAFE.search(value):
+                # A value with CR/LF would add headers (or a request) of someone else's choosing.
+                raise IntegrityError(
+                    f"refusing to send a {key} header to {self.netloc}: its value holds a control character "
+                    "(CR, LF or NUL; from a registry's or token server's answer)"
+                )
+        if _UNSAFE.search(path) or " " in path:
+            raise IntegrityError(f"refusing to send a request path with spaces or control characters to {self.netloc}")
         text = f"{method} {path} HTTP/1.1\r\nHost: {self.netloc}\r\n" + "".join(
             f"{k}: {v}\r\n" for k, v in headers.items() if k.lower() != "content-length"
         )
@@ -506,7 +520,13 @@ class FastGet:
             line = conn.reader.readline(1024)
             if not line:
                 raise ConnectionResetError("closed in a chunked body")
-            size = int(line.split(b";")[0].strip(), 16)
+            digits = line.split(b";")[0].strip()
+            # Hex digits only, and few of them: int() would take "-1" (read to the end of the stream)
+            # or a size no answer jindr reads could have.
+            if not 0 < len(digits) <= 12 or digits.strip(b"0123456789abcdefABCDEF"):
+                # Not a broken connection to ask again over: an answer no HTTP/1.1 server sends.
+                raise IntegrityError(f"{self.netloc} sent a malformed chunked answer (chunk size {digits[:20]!r})")
+            size = int(digits, 16)
             if size == 0:
                 for _ in range(_MAX_HEADER_LINES):  # trailers, then the empty line
                     trailer = conn.reader.readline(8192)
@@ -517,7 +537,7 @@ class FastGet:
                 return None
             total += size
             if total > limit:
-                return None
+                return None  # before reading it: the caller's limit holds whatever the framing says
             piece = conn.reader.read(size)
             if len(piece) != size:
                 raise ConnectionResetError("chunk truncated")

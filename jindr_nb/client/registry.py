@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import itertools
 import json
 import os
 import random
@@ -106,7 +105,7 @@ class RegistryClient:
                 self.scheme, self.registry, timeout=timeout, verify=not insecure, connect_timeout=connect_timeout
             )
         )
-        self._sent = itertools.count()
+        self._sent = _Counter()
         self._no_referrers_api = False
         #: Blobs that came into this registry through the kernel relay (`relay_blob`).
         self.blobs_relayed = 0
@@ -137,7 +136,7 @@ class RegistryClient:
     @property
     def requests_sent(self) -> int:
         """HTTP requests sent so far (both paths; a fast-path miss counts twice)."""
-        return self._sent.__reduce__()[1][0]
+        return self._sent.value
 
     def close(self) -> None:
         """Close the pooled connections."""
@@ -614,6 +613,8 @@ class RegistryClient:
         next(self._sent)
         try:
             return self._fast.get(path, headers, limit), 0
+        except IntegrityError as exc:  # an answer no registry sends: said once, not asked again
+            raise IntegrityError(f"{what}: {exc}", registry=self.registry) from None
         except TimeoutError:
             raise RegistryUnreachable(
                 f"{self.registry} stopped answering during {what} (timed out); is it overloaded or stalled?",
@@ -1174,3 +1175,17 @@ def _proxied(scheme: str, registry: str) -> bool:
 def default_insecure() -> frozenset[str]:
     """Registries listed in JINDR_INSECURE_REGISTRIES (comma separated) are spoken to over http."""
     return frozenset(x.strip() for x in os.environ.get("JINDR_INSECURE_REGISTRIES", "").split(",") if x.strip())
+
+
+class _Counter:
+    """`next(counter)` counts one, thread-safely; `value` reads the count (itertools.count's value
+    can only be read through pickling support, deprecated in 3.12 and gone in 3.14)."""
+
+    def __init__(self) -> None:
+        self.value = 0
+        self._lock = threading.Lock()
+
+    def __next__(self) -> int:
+        with self._lock:
+            self.value += 1
+            return self.value

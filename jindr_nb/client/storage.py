@@ -132,14 +132,17 @@ class StorageReader:
         return tags
 
     def resolve_tag(self, repository: str, tag: str) -> str | None:
-        """The digest a tag points at, read from its link file (None: ask `get_manifest`)."""
-        return self.layout.tag_digest(repository, tag)
+        """The digest a tag points at, read from its link file (None: ask `get_manifest`) — only when
+        the repository still holds that manifest's revision, as the registry requires to serve it
+        (a torn tag, whose revision a killed delete removed, is not served)."""
+        digest = self.layout.tag_digest(repository, tag)
+        return digest if digest is not None and self.layout.has_revision(repository, digest) else None
 
     def get_manifest(self, repository: str, reference: str) -> ManifestBytes:
         if _DIGEST.match(reference):
             digest: str | None = reference if self.layout.has_revision(repository, reference) else None
         else:
-            digest = self.layout.tag_digest(repository, reference)
+            digest = self.resolve_tag(repository, reference)
         if digest is None:
             return self.api.get_manifest(repository, reference)
         raw = self.layout.read_blob(digest, MAX_MANIFEST_BYTES)

@@ -12,12 +12,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 from ..client import RegistryClient
 from ..errors import IntegrityError, NotFound
-from ..models import CopyRow, Descriptor, Index, Manifest
+from ..models import CopyRow, Descriptor, Index
 from ..refs import Ref
 from .fetch import blob_present, fetch_manifest
+from .graph import Graph, walk
 from .pool import Cancelled, workers
 
 __all__ = ["CopyProgress", "copy_image", "current_digest", "tag_action", "CHUNKED_ABOVE"]
@@ -47,16 +49,6 @@ class CopyProgress:
                 self.callback(self.done, self.total)
 
 
-@dataclass
-class _Graph:
-    """Everything under one top manifest: manifests (children before parents) and distinct blobs."""
-
-    top: Manifest | Index
-    manifests: list[Manifest | Index] = field(default_factory=list)
-    blobs: dict[str, Descriptor] = field(default_factory=dict)
-    referrer_tags: list[tuple[str, Manifest | Index]] = field(default_factory=list)
-
-
 def copy_image(
     src: RegistryClient,
     src_ref: Ref,
@@ -69,7 +61,8 @@ def copy_image(
 ) -> CopyRow:
     """Copy `src_ref` to `dst_ref` (plus `tags` of the same image); one result row."""
     started = time.perf_counter()
-    graph = _walk(src, src_ref.repository, src_ref.reference)
+    graph = _walk(src, src_ref)
+    top = graph.root
     repo = dst_ref.repository
     stats = {"copied": 0, "skipped": 0, "mounted": 0, "bytes": 0}
     lock = threading.Lock()
@@ -107,27 +100,26 @@ def copy_image(
     destination_tags += [t for t in tags if t not in destination_tags]
     # What each tag (or, copying by digest, the digest) pointed at before: the row says what moved.
     # With several tags the row reports the first that moved, else the first new one, else the first.
-    before = [current_digest(dst, repo, t) for t in destination_tags or [graph.top.digest]]
-    actions = [tag_action(previous, graph.top.digest) for previous in before]
+    before = [current_digest(dst, repo, t) for t in destination_tags or [top.digest]]
+    actions = [tag_action(previous, top.digest) for previous in before]
     first = min(range(len(actions)), key=lambda i: (_STRENGTH.index(actions[i]), i))
     action, previous = actions[first], before[first]
-    for manifest in graph.manifests:  # children first; the top one and the tags after
-        if manifest is graph.top:
-            continue
+    for manifest in graph.manifests[:-1]:  # children first; the top one and the tags after
         dst.put_manifest(repo, manifest.digest, manifest.raw, manifest.media_type)
-    for tag, referrer in graph.referrer_tags:
-        dst.put_manifest(repo, tag, referrer.raw, referrer.media_type)
-    dst.put_manifest(repo, graph.top.digest, graph.top.raw, graph.top.media_type)
+    by_digest = {m.digest: m for m in graph.manifests}
+    for tag, digest in graph.referrer_tags:
+        dst.put_manifest(repo, tag, by_digest[digest].raw, by_digest[digest].media_type)
+    dst.put_manifest(repo, top.digest, top.raw, top.media_type)
     for tag in destination_tags:
-        dst.put_manifest(repo, tag, graph.top.raw, graph.top.media_type)
-    if isinstance(graph.top, Index):
-        platforms = sorted({str(d.platform) for d in graph.top.images if d.platform is not None})
+        dst.put_manifest(repo, tag, top.raw, top.media_type)
+    if isinstance(top, Index):
+        platforms = sorted({str(d.platform) for d in top.images if d.platform is not None})
     else:
         platforms = []
     return CopyRow(
         source=str(src_ref),
         destination=str(dst_ref),
-        digest=graph.top.digest,
+        digest=top.digest,
         action=action,
         previous_digest=previous,
         platforms=platforms,
@@ -156,51 +148,26 @@ def tag_action(previous: str, digest: str) -> str:
     return "unchanged" if previous == digest else "moved"
 
 
-def _walk(src: RegistryClient, repository: str, reference: str) -> _Graph:
-    top = _get(src, repository, reference)
-    graph = _Graph(top)
+def _walk(src: RegistryClient, ref: Ref) -> Graph:
+    """The whole graph under `ref`, with what refers to it; a child the source lacks is an error."""
+    get = partial(fetch_manifest, src, ref.repository)
+    top = get(ref.reference)
     try:
-        tags = set(src.tags(repository))
+        tags = set(src.tags(ref.repository))
     except NotFound:
         tags = set()
-    seen: set[str] = set()
 
-    def visit(manifest: Manifest | Index) -> None:
-        if manifest.digest in seen:
-            return
-        seen.add(manifest.digest)
-        if isinstance(manifest, Index):
-            for child in manifest.manifests:
-                visit(_get(src, repository, child.digest))
-        else:
-            for blob in (manifest.config, *manifest.layers):
-                graph.blobs.setdefault(blob.digest, blob)
-        for referrer in _referrers(src, repository, manifest.digest, tags):
-            visit(referrer[1])
-            if referrer[0]:
-                graph.referrer_tags.append(referrer)  # type: ignore[arg-type]
-        graph.manifests.append(manifest)
+    def referrers(digest: str) -> list[tuple[str, str]]:
+        """Signatures, SBOMs, attestations attached to `digest`: the OCI 1.1 API, else the tag schema."""
+        listed = src.referrers(ref.repository, digest)
+        if listed is not None:
+            return [("", desc.digest) for desc in listed]
+        fallback = digest.replace(":", "-")
+        return [(fallback, "")] if fallback in tags else []
 
-    visit(top)
+    graph = walk(get, top, referrers=referrers)
+    graph.require_whole(str(ref), src.registry)
     return graph
-
-
-def _referrers(src: RegistryClient, repository: str, digest: str, tags: set[str]) -> list[tuple[str, Manifest | Index]]:
-    """Signatures, SBOMs, attestations attached to `digest`: the OCI 1.1 API, else the tag schema."""
-    found: list[tuple[str, Manifest | Index]] = []
-    listed = src.referrers(repository, digest)
-    if listed is not None:
-        for desc in listed:
-            found.append(("", _get(src, repository, desc.digest)))
-        return found
-    fallback = digest.replace(":", "-")
-    if fallback in tags:
-        found.append((fallback, _get(src, repository, fallback)))
-    return found
-
-
-def _get(src: RegistryClient, repository: str, reference: str) -> Manifest | Index:
-    return fetch_manifest(src, repository, reference)
 
 
 def _copy_blob(

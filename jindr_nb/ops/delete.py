@@ -30,14 +30,16 @@ from dataclasses import dataclass, field
 
 from ..client import RegistryClient
 from ..errors import IntegrityError, JindrError, NotFound, Refused, RestoreFailed, Unauthorized, Unsupported
-from ..models import INDEX_TYPES, OCI_MANIFEST, ActionRow, Descriptor, Index, parse_manifest
+from ..models import INDEX_TYPES, OCI_MANIFEST, ActionRow, Descriptor, Index, parse_manifest, sha256_digest
 from ..refs import Ref
 
 __all__ = [
+    "Changed",
     "DeletePlan",
     "DeleteOutcome",
     "RepoPlan",
     "check_deletes",
+    "delete_all",
     "delete_images",
     "delete_repositories",
     "plan_images",
@@ -51,6 +53,10 @@ NOT_ATTEMPTED = "not attempted: an earlier delete failed"
 EMPTY_CONFIG = b"{}"
 EMPTY_CONFIG_TYPE = "application/vnd.oci.empty.v1+json"
 WITH_INDEX = "--with-index"
+
+
+class Changed(Refused):
+    """The registry changed between the plan and the delete: that item is not deleted."""
 
 
 @dataclass
@@ -83,6 +89,9 @@ class DigestDelete:
     indexes: list[Original] = field(default_factory=list)
     #: How the digest sits in the index: "the linux/arm64 image", "an attestation manifest".
     role: str = ""
+    #: Indexes above it in the repository, whether they go or not: items run shallowest first, so a
+    #: child allowed because an index of the same command goes is only deleted once that index went.
+    depth: int = 0
 
 
 @dataclass
@@ -93,6 +102,17 @@ class DeletePlan:
     tag_deletes: list[TagDelete] = field(default_factory=list)
     digest_deletes: list[DigestDelete] = field(default_factory=list)
     kept: list[tuple[str, str, str]] = field(default_factory=list)  # siblings: (repo, tag, digest)
+
+    def signature(self) -> tuple:
+        """What the plan touches, to tell whether the registry changed between two plans."""
+        return (
+            tuple((t.repository, t.tag, t.original.digest) for t in self.tag_deletes),
+            tuple(
+                (d.repository, d.digest, tuple(d.tags), tuple((i.digest, tuple(i.tags)) for i in d.indexes))
+                for d in self.digest_deletes
+            ),
+            tuple(self.kept),
+        )
 
     @property
     def repositories(self) -> list[str]:
@@ -247,6 +267,7 @@ def plan_images(
         tags = sorted(t for t, (d, _) in view.tags.items() if d == digest)
         item = DigestDelete(repo, digest, tags)
         ancestors, item.role = _ancestors(view, digest)
+        item.depth = len(ancestors)
         for index_digest in ancestors:
             index_tags = sorted(t for t, (d, _) in view.tags.items() if d == index_digest)
             item.indexes.append(Original(index_digest, view.indexes[index_digest].media_type, b"", index_tags))
@@ -268,7 +289,7 @@ def plan_images(
             item.indexes = []  # untagged (or going) indexes: left for gc, as any untagged manifest
         else:
             item.indexes = [_original(client, item.repository, i.digest, i.tags) for i in item.indexes]
-    plan.digest_deletes = digest_items
+    plan.digest_deletes = sorted(digest_items, key=lambda d: d.depth)  # indexes before what they hold
     claimed = {(d.repository, t) for d in digest_items for t in d.tags}
     claimed |= {(d.repository, t) for d in digest_items for i in d.indexes for t in i.tags}
     for repo, tag in sorted(doomed_tags):
@@ -308,8 +329,9 @@ def check_deletes(client: RegistryClient, repositories: Sequence[str]) -> None:
         except (Unsupported, Unauthorized) as exc:
             if isinstance(exc, Unsupported):
                 why = (
-                    f"deletes are disabled on {client.registry} — nothing was changed; a registry jindr starts has "
-                    "them on (its operator can set REGISTRY_STORAGE_DELETE_ENABLED=true)"
+                    f"deletes are disabled on {client.registry} (405 UNSUPPORTED; a pull-through cache takes none "
+                    "either) — nothing was changed; a registry jindr starts without --proxy has them on, and an "
+                    "operator can set REGISTRY_STORAGE_DELETE_ENABLED=true"
                 )
             else:
                 why = (
@@ -357,27 +379,65 @@ def delete_images(
     for row in rows:
         if row.action == "deleted":
             row.note = f"{row.note}; {SPACE_NOTE}"
-    for repo, tag, digest in plan.kept:
-        head = client.head_manifest(repo, tag)
-        if head is None or head[0] != digest:
-            raise IntegrityError(
-                f"{repo}:{tag} no longer resolves to {digest} after the delete; this is a bug — please report it",
-                registry=client.registry,
-            )
-    return DeleteOutcome(rows + plan.kept_rows(), error)
+    kept = plan.kept_rows()
+    for row in kept:  # the siblings must still resolve as they did: jindr's deletes never touch them
+        head = client.head_manifest(row.repository, row.tag)
+        if head is None or head[0] != row.digest:
+            now = f"now {head[0]}" if head else "now gone"
+            row.note = f"{row.note}; {now}: changed by someone else during the delete (jindr did not touch it)"
+            error = error or f"{row.repository}:{row.tag} changed during the delete ({now}), not by jindr"
+    return DeleteOutcome(rows + kept, error)
 
 
 def _delete_tag(client: RegistryClient, item: TagDelete, tag_delete_api: bool) -> None:
+    repo, tag = item.repository, item.tag
+    now = client.head_manifest(repo, tag)
+    if now is None or now[0] != item.original.digest:
+        raise Changed(
+            f"{repo}:{tag} changed since the plan (now {now[0] if now else 'gone'}); it was not deleted — run it again"
+        )
     if tag_delete_api:
-        client.delete_manifest(item.repository, item.tag)
+        _delete_checked(client, repo, tag)
         return
-    placeholder = _placeholder(client, item.repository, item.tag)
-    digest = client.put_manifest(item.repository, item.tag, placeholder, OCI_MANIFEST)
+    placeholder = _placeholder(client, repo, tag)
+    placeholder_digest = sha256_digest(placeholder)
     try:
-        client.delete_manifest(item.repository, digest)
+        # Inside the try: a PUT the registry stored but whose answer was lost (a proxy's 504) has
+        # moved the tag just the same.
+        client.put_manifest(repo, tag, placeholder, OCI_MANIFEST)
+        _delete_checked(client, repo, placeholder_digest)
     except JindrError:
-        _restore(client, item.repository, item.original)
+        _put_tag_back(client, item, placeholder_digest)
         raise
+
+
+def _put_tag_back(client: RegistryClient, item: TagDelete, placeholder_digest: str) -> None:
+    """After a failed step: put the original back where the tag is on our placeholder or gone —
+    never over an image someone else pushed meanwhile."""
+    repo, tag = item.repository, item.tag
+    try:
+        now = client.head_manifest(repo, tag)
+    except JindrError:
+        now = None  # cannot tell: putting the original back is the safe side
+    if now is not None and now[0] == item.original.digest:
+        return  # the tag never left its image
+    if now is not None and now[0] != placeholder_digest:
+        raise RestoreFailed(f"{repo}:{tag} was pushed by someone else during the delete (now {now[0]}); left as it is")
+    _restore(client, repo, item.original)
+
+
+def _delete_checked(client: RegistryClient, repository: str, reference: str) -> None:
+    """DELETE a manifest; when the answer is an error, ask whether it is gone anyway (a DELETE the
+    registry carried out but whose answer was lost) before calling it a failure."""
+    try:
+        client.delete_manifest(repository, reference)
+    except JindrError:
+        try:
+            gone = client.head_manifest(repository, reference) is None
+        except JindrError:
+            gone = False
+        if not gone:
+            raise
 
 
 def _delete_digest(client: RegistryClient, item: DigestDelete, deleted: set[tuple[str, str]]) -> None:
@@ -386,9 +446,9 @@ def _delete_digest(client: RegistryClient, item: DigestDelete, deleted: set[tupl
         for index in item.indexes:
             if (item.repository, index.digest) in deleted:
                 continue  # the index of an earlier item of this run
-            client.delete_manifest(item.repository, index.digest)
+            _delete_checked(client, item.repository, index.digest)
             gone.append(index)
-        client.delete_manifest(item.repository, item.digest)
+        _delete_checked(client, item.repository, item.digest)
         deleted.update((item.repository, d) for d in [item.digest, *(i.digest for i in gone)])
     except JindrError:
         for index in reversed(gone):  # innermost first: an index PUT needs its children present
@@ -429,6 +489,34 @@ def _placeholder(client: RegistryClient, repository: str, tag: str) -> bytes:
     return json.dumps(placeholder, separators=(",", ":")).encode()
 
 
+def delete_all(
+    plans: Sequence[tuple[RegistryClient, DeletePlan]],
+    *,
+    tag_delete_api: Callable[[str], bool] = lambda registry: False,
+    replan: Callable[[RegistryClient, DeletePlan], DeletePlan] | None = None,
+) -> DeleteOutcome:
+    """Carry out the plans of several registries in turn; after a failure the rest is not attempted.
+
+    `replan` (used after the user took time to confirm): plan again first and refuse, deleting
+    nothing, when the registry changed since the plan the user saw."""
+    if replan is not None:
+        for client, plan in plans:
+            if replan(client, plan).signature() != plan.signature():
+                raise Changed(f"{client.registry} changed since the plan was shown; nothing was deleted — run it again")
+    rows: list[ActionRow] = []
+    errors: list[str] = []
+    for client, plan in plans:
+        if errors:  # an earlier registry failed: the plan of this one is not attempted
+            items = [*plan.tag_deletes, *plan.digest_deletes]
+            rows.extend(row for item in items for row in plan.item_rows(item, "kept", NOT_ATTEMPTED))
+            continue
+        outcome = delete_images(client, plan, tag_delete_api=tag_delete_api(client.registry))
+        rows.extend(outcome.rows)
+        if outcome.error:
+            errors.append(outcome.error)
+    return DeleteOutcome(rows, "; ".join(errors))
+
+
 @dataclass
 class RepoPlan:
     """What `rmr` will do for one repository: every tagged digest, with its tags."""
@@ -436,14 +524,25 @@ class RepoPlan:
     registry: str
     repository: str
     digests: dict[str, list[str]] = field(default_factory=dict)
+    #: digest → media type: indexes are deleted before the manifests they hold.
+    media_types: dict[str, str] = field(default_factory=dict)
+    #: Filled by `delete_repositories`: digests deleted, and the error that stopped the rest.
+    done: set[str] = field(default_factory=set)
+    error: str = ""
+    failed: str = ""  # the digest whose delete failed
     #: Tags the registry lists whose manifest is gone: what its own delete leaves when it is killed
     #: between removing a manifest and removing the tags on it. No API call can remove them.
     torn: list[str] = field(default_factory=list)
 
     def rows(self, action: str, note: str, *, torn_removed: bool = False) -> list[ActionRow]:
-        """One row per tag; `torn_removed`: the repository's directory goes, torn tags with it."""
+        """One row per tag; `torn_removed`: the repository's directory goes, torn tags with it. After
+        a failed `delete_repositories`, digests it did not delete are `kept`, saying why."""
         rows = []
         for digest, tags in sorted(self.digests.items()):
+            if action == "deleted" and self.error and digest not in self.done:
+                why = f"delete failed: {self.error}" if digest == self.failed else NOT_ATTEMPTED
+                rows.extend(ActionRow(self.registry, self.repository, t, digest, "kept", why) for t in sorted(tags))
+                continue
             rows.extend(ActionRow(self.registry, self.repository, t, digest, action, note) for t in sorted(tags))
         for tag in sorted(self.torn):
             if torn_removed:
@@ -464,6 +563,7 @@ def plan_repositories(client: RegistryClient, repositories: Sequence[str], *, pr
             head = client.head_manifest(repo, tag)
             if head is not None and head[0]:
                 plan.digests.setdefault(head[0], []).append(tag)
+                plan.media_types[head[0]] = head[1]
             else:
                 plan.torn.append(tag)
         plans.append(plan)
@@ -472,11 +572,21 @@ def plan_repositories(client: RegistryClient, repositories: Sequence[str], *, pr
     return plans
 
 
-def delete_repositories(client: RegistryClient, plans: Sequence[RepoPlan]) -> None:
-    """Delete every tagged manifest of each planned repository through the API."""
+def delete_repositories(client: RegistryClient, plans: Sequence[RepoPlan]) -> str:
+    """Delete every tagged manifest of each planned repository through the API, indexes before the
+    manifests they hold (so no tag is ever left on an index missing a child); stop at the first
+    failure. Returns the error ("" when all went); each plan records what it deleted."""
     for plan in plans:
-        for digest in plan.digests:
+        order = sorted(plan.digests, key=lambda d: (plan.media_types.get(d) not in INDEX_TYPES, d))
+        for digest in order:
             try:
-                client.delete_manifest(plan.repository, digest)
+                _delete_checked(client, plan.repository, digest)
             except NotFound:
                 pass  # deleted meanwhile: the goal is reached
+            except JindrError as exc:
+                plan.error, plan.failed = str(exc), digest
+                for rest in plans[plans.index(plan) + 1 :]:
+                    rest.error = NOT_ATTEMPTED
+                return str(exc)
+            plan.done.add(digest)
+    return ""

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 from ..errors import NotFound
-from ..models import DuRow, DuTotalRow, Index, Manifest
+from ..models import DuRow, DuTotalRow
 from .fetch import Fetcher
+from .graph import Graph, walk
 from .pool import workers
 
 __all__ = ["Usage", "disk_usage"]
@@ -21,6 +23,7 @@ class _Content:
     manifests: set[str] = field(default_factory=set)
     blobs: dict[str, int] = field(default_factory=dict)
     broken: list[str] = field(default_factory=list)
+    torn: list[str] = field(default_factory=list)  # the broken tags whose own manifest is gone
 
 
 @dataclass
@@ -29,7 +32,8 @@ class Usage:
 
     rows: list[DuRow]
     total: DuTotalRow
-    broken: list[str]  # repo:tag
+    broken: list[str]  # repo:tag, torn ones included
+    torn: list[str] = field(default_factory=list)  # repo:tag listed with no manifest at all
 
 
 def _repo_content(fetcher: Fetcher, repository: str) -> _Content:
@@ -39,33 +43,23 @@ def _repo_content(fetcher: Fetcher, repository: str) -> _Content:
     except NotFound:
         return content
 
-    whole_by_digest: dict[str, bool] = {}
-
-    def visit(reference: str) -> bool:
-        """Walk a manifest and what it references; False when part of it is gone."""
-        try:
-            manifest = fetcher.manifest(repository, reference)
-        except NotFound:
-            return False
-        if manifest.digest in content.manifests:
-            return whole_by_digest.get(manifest.digest, True)
-        content.manifests.add(manifest.digest)
-        whole = True
-        if isinstance(manifest, Index):
-            for child in manifest.manifests:
-                # Asked every time: a cached child may be gone from the registry.
-                if not fetcher.exists(repository, child.digest):
-                    whole = False
-                    continue
-                whole = visit(child.digest) and whole
-        elif isinstance(manifest, Manifest):
-            for blob in (manifest.config, *manifest.layers):
-                content.blobs[blob.digest] = blob.size
-        whole_by_digest[manifest.digest] = whole
-        return whole
-
+    get = partial(fetcher.manifest, repository)
+    # Asked for every child, every time: a cached child may be gone from the registry.
+    exists = partial(fetcher.exists, repository)
+    graphs: dict[str, Graph] = {}  # tags on one digest: walked once
     for tag in content.tags:
-        if not visit(tag):
+        try:
+            top = get(tag)
+        except NotFound:
+            content.torn.append(tag)  # listed, manifest gone: does not pull either
+            content.broken.append(tag)
+            continue
+        if top.digest not in graphs:
+            graphs[top.digest] = walk(get, top, exists=exists)
+        graph = graphs[top.digest]
+        content.manifests |= graph.digests
+        content.blobs.update((digest, blob.size) for digest, blob in graph.blobs.items())
+        if graph.broken:
             content.broken.append(tag)
     return content
 
@@ -112,4 +106,5 @@ def disk_usage(fetcher: Fetcher, repositories: Sequence[str] = (), *, jobs: int 
         gc_bytes=None,
     )
     broken = [f"{name}:{tag}" for name in wanted for tag in contents[name].broken]
-    return Usage(rows, total, broken)
+    torn = [f"{name}:{tag}" for name in wanted for tag in contents[name].torn]
+    return Usage(rows, total, broken, torn)

@@ -6,8 +6,8 @@ import json
 from dataclasses import dataclass
 
 from ..client import ManifestBytes, RegistryClient
-from ..errors import RegistryError
-from ..models import Descriptor, Index, Manifest, Platform, config_created, parse_manifest
+from ..errors import NotFound, RegistryError
+from ..models import INDEX_TYPES, Descriptor, Index, Manifest, Platform, config_created, parse_manifest
 from .cache import ContentCache
 
 __all__ = ["ConfigInfo", "Fetcher", "child_label"]
@@ -93,8 +93,32 @@ class Fetcher:
         return self.client.head_manifest(repository, digest) is not None
 
     def missing_children(self, repository: str, index: Index) -> list[tuple[Descriptor, str]]:
-        """The children of an index that the registry no longer has, each with its label."""
-        return [(d, child_label(index, d)) for d in index.manifests if not self.exists(repository, d.digest)]
+        """The manifests under an index that the registry no longer has, each with its label — through
+        nested indexes too (a lost grandchild breaks the top index as much as a lost child)."""
+        gone: list[tuple[Descriptor, str]] = []
+        for desc in index.manifests:
+            if not self.exists(repository, desc.digest):
+                gone.append((desc, child_label(index, desc)))
+            elif desc.media_type in INDEX_TYPES:
+                nested = self.manifest(repository, desc.digest)
+                if isinstance(nested, Index) and nested.digest != index.digest:
+                    gone.extend(self.missing_children(repository, nested))
+        return gone
+
+    def descendants(self, repository: str, index: Index) -> list[str]:
+        """Digests of every manifest under an index, nested indexes included (from the cache when it
+        has them: what a digest holds never changes)."""
+        found: list[str] = []
+        for desc in index.manifests:
+            found.append(desc.digest)
+            if desc.media_type in INDEX_TYPES:
+                try:
+                    nested = self.manifest(repository, desc.digest)
+                except NotFound:
+                    continue
+                if isinstance(nested, Index) and nested.digest != index.digest:
+                    found.extend(self.descendants(repository, nested))
+        return found
 
     def resolve(self, repository: str, reference: str) -> str | None:
         """A tag's digest when it is cheap to know without the manifest (local storage), else None."""
@@ -127,3 +151,18 @@ class Fetcher:
         if not isinstance(data, dict):
             data = {}
         return ConfigInfo(Platform.from_json(data), config_created(raw))
+
+    def config_json(self, repository: str, digest: str) -> dict:
+        """A config blob parsed as JSON, through the same cache as `config` ({} when it is not a
+        JSON object: such an image has nothing to show, which is not an error of the listing)."""
+        hit = self.cache.get(digest, disk=self.persist)
+        if hit is None:
+            raw = self.client.get_blob(repository, digest, limit=16 * 1024 * 1024)
+            self.cache.put(digest, "", raw, persist=self.persist)
+        else:
+            raw = hit[1]
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            return {}
+        return data if isinstance(data, dict) else {}

@@ -20,12 +20,14 @@ import os
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 
 from ..client.storage import StorageLayout
-from ..errors import RuntimeFailure
-from ..models import GcRow
+from ..errors import RegistryError, RuntimeFailure
+from ..models import OCI_INDEX, OCI_MANIFEST, Descriptor, GcRow, Index, Manifest, parse_manifest
 from ..runtime.base import Runtime
+from .graph import walk
 
 __all__ = ["GcPlan", "collect", "plan"]
 
@@ -48,39 +50,30 @@ def plan(layout: StorageLayout) -> GcPlan:
     marked: set[str] = set()
     for repo in layout.repositories():
         revisions = set(layout.revisions(repo))
-        docs = {d: _manifest_doc(layout, d) for d in revisions}
-        kept: set[str] = set()
-        stack = [d for tag in layout.tags(repo) or [] if (d := layout.tag_digest(repo, tag))]
-        # Referrers (signatures, SBOMs) point at their subject: keep them while the subject is kept.
-        referrers: dict[str, list[str]] = {}
-        for digest, doc in docs.items():
-            subject = doc.get("subject") if isinstance(doc.get("subject"), dict) else None
-            if subject and isinstance(subject.get("digest"), str):
-                referrers.setdefault(subject["digest"], []).append(digest)
-        while stack:
-            digest = stack.pop()
-            if digest in kept:
-                continue
-            kept.add(digest)
-            doc = docs.get(digest) or _manifest_doc(layout, digest)
-            for child in doc.get("manifests") or []:
-                if isinstance(child, dict) and isinstance(child.get("digest"), str):
-                    stack.append(child["digest"])
-            stack.extend(referrers.get(digest, []))
+        kept, blobs = _reachable(layout, repo, revisions)
         doomed = sorted(revisions - kept)
         if doomed:
             result.manifests[repo] = doomed
-        for digest in kept:
-            marked.add(digest)
-            doc = docs.get(digest) or _manifest_doc(layout, digest)
-            config = doc.get("config")
-            if isinstance(config, dict) and isinstance(config.get("digest"), str):
-                marked.add(config["digest"])
-            for layer in doc.get("layers") or []:
-                if isinstance(layer, dict) and isinstance(layer.get("digest"), str):
-                    marked.add(layer["digest"])
+        marked |= kept | blobs
     result.blobs = [(d, size) for d, size in layout.blobs() if d not in marked]
     return result
+
+
+def _reachable(layout: StorageLayout, repo: str, revisions: set[str]) -> tuple[set[str], set[str]]:
+    """The manifests `repo`'s tags reach (through index children and `subject` referrers), and their blobs."""
+    read = cache(lambda digest: layout.read_blob(digest, _DOC_LIMIT))
+    # Referrers (signatures, SBOMs) point at their subject: keep them while the subject is kept.
+    referrers: dict[str, list[tuple[str, str]]] = {}
+    for digest in revisions:
+        if subject := _subject(read(digest)):
+            referrers.setdefault(subject, []).append(("", digest))
+    # The tags as the children of one index: a single walk keeps what any tag reaches.
+    tagged = [d for tag in layout.tags(repo) or [] if (d := layout.tag_digest(repo, tag))]
+    tags = Index(OCI_INDEX, _TAGS, b"", tuple(Descriptor("", d, 0) for d in tagged))
+    graph = walk(lambda d: _manifest(d, read(d)), tags, referrers=lambda d: referrers.get(d, []))
+    # Never a reason to delete: what cannot be read (opaque) or is not there (missing) is kept.
+    kept = (graph.digests | {desc.digest for _, desc in graph.missing}) - {_TAGS}
+    return kept, set(graph.blobs)
 
 
 def remove_manifests(layout: StorageLayout, gc_plan: GcPlan) -> None:
@@ -191,8 +184,47 @@ def _prune_empty_parents(directory: Path, stop: Path) -> None:
         directory = directory.parent
 
 
-def _manifest_doc(layout: StorageLayout, digest: str) -> dict:
-    raw = layout.read_blob(digest, 4 * 1024 * 1024)
+_TAGS = "tags:"  # the digest of `_reachable`'s index of a repository's tags, which no manifest has
+_DOC_LIMIT = 4 * 1024 * 1024
+
+
+def _manifest(digest: str, raw: bytes | None) -> Manifest | Index | None:
+    """A stored manifest for the walk; None (kept, not followed) when absent, too big or not JSON.
+
+    A document jindr's parser refuses (a child without a size, an unknown media type) is still
+    followed through every entry that names a digest: a manifest jindr cannot read is never a
+    reason to delete what it references.
+    """
+    if raw is None:
+        return None
+    try:
+        return parse_manifest(raw, "", digest)
+    except RegistryError:
+        pass
+    doc = _doc(raw)
+    if children := _named(doc.get("manifests")):
+        return Index(OCI_INDEX, digest, raw, children)
+    layers = doc.get("layers")
+    if blobs := _named([doc.get("config"), *(layers if isinstance(layers, list) else [])]):
+        return Manifest(OCI_MANIFEST, digest, raw, blobs[0], blobs[1:])
+    return None
+
+
+def _named(entries: object) -> tuple[Descriptor, ...]:
+    """Descriptors for the entries of a JSON list that name a digest (size unknown: 0)."""
+    items = entries if isinstance(entries, list) else []
+    return tuple(
+        Descriptor("", e["digest"], 0) for e in items if isinstance(e, dict) and isinstance(e.get("digest"), str)
+    )
+
+
+def _subject(raw: bytes | None) -> str:
+    """The digest a stored manifest names as its `subject`, "" for none."""
+    subject = _doc(raw).get("subject")
+    return subject["digest"] if isinstance(subject, dict) and isinstance(subject.get("digest"), str) else ""
+
+
+def _doc(raw: bytes | None) -> dict:
     if raw is None:
         return {}
     try:

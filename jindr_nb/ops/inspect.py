@@ -27,6 +27,10 @@ def inspect_images(fetcher: Fetcher, refs: Sequence[Ref], *, jobs: int = DEFAULT
                 images = [r for r in children if r.kind == "image"]
                 rows.append(_index_row(ref, tag, top, images))
                 rows.extend(children)
+                # A nested index shows as one row; what it lost below shows as rows of its own.
+                direct = {d.digest for d in top.manifests}
+                deeper = [d for d, _ in fetcher.missing_children(ref.repository, top) if d.digest not in direct]
+                rows.extend(_missing_row(ref, tag, d) for d in deeper)
             else:
                 rows.append(_image_row(fetcher, ref, tag, top, None))
     return rows

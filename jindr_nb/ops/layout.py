@@ -21,6 +21,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import BinaryIO
 
@@ -38,6 +39,7 @@ from ..models import (
 from ..refs import Ref, parse_ref
 from .copy import current_digest, tag_action
 from .fetch import blob_present, fetch_manifest
+from .graph import walk
 
 __all__ = ["archive_path", "load", "save"]
 
@@ -460,7 +462,9 @@ def save(client: RegistryClient, ref: Ref, path: Path) -> CopyRow:
     as_tar = path.suffix == ".tar"
     if path.exists() and (as_tar or any(path.iterdir())):
         raise InvalidReference(f"{path} already exists; choose a new path")
-    top = fetch_manifest(client, ref.repository, ref.reference)
+    graph = walk(partial(fetch_manifest, client, ref.repository), ref.reference)
+    graph.require_whole(str(ref), client.registry)
+    top = graph.root
     work = Path(tempfile.mkdtemp(prefix="jindr-save-", dir=path.parent if as_tar else None)) if as_tar else path
     try:
         blobs_dir = work / "blobs" / "sha256"
@@ -486,16 +490,10 @@ def save(client: RegistryClient, ref: Ref, path: Path) -> CopyRow:
             count += 1
             moved += target.stat().st_size
 
-        def walk(manifest: Manifest | Index) -> None:
+        for manifest in graph.manifests:
             put(manifest.digest, manifest.raw)
-            if isinstance(manifest, Index):
-                for child in manifest.manifests:
-                    walk(fetch_manifest(client, ref.repository, child.digest))
-            else:
-                for blob in (manifest.config, *manifest.layers):
-                    put(blob.digest)
-
-        walk(top)
+        for digest in graph.blobs:
+            put(digest)
         (work / "oci-layout").write_text(json.dumps({"imageLayoutVersion": "1.0.0"}))
         name = f"{ref.repository}:{ref.tag}" if ref.tag else ref.repository
         index = {

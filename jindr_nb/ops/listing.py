@@ -11,7 +11,10 @@ from ..refs import Ref
 from .fetch import Fetcher
 from .pool import workers
 
-__all__ = ["DEFAULT_JOBS", "list_images", "list_repositories", "image_row"]
+__all__ = ["DEFAULT_JOBS", "TORN", "list_images", "list_repositories", "image_row"]
+
+#: `missing` of a torn tag: listed by the registry, its manifest gone.
+TORN = "manifest (torn tag)"
 
 DEFAULT_JOBS = 8
 Progress = Callable[[int, int], None]
@@ -60,7 +63,14 @@ def list_images(
             except NotFound:
                 if explicit:
                     raise
-                return None  # deleted between the tag list and now: not part of the listing
+                if reference not in client.tags(repo):
+                    return None  # deleted between the tag list and now: not part of the listing
+                # Still listed, manifest gone: a torn tag (what a registry killed in its own delete
+                # leaves). Shown, not dropped: it does not pull.
+                registry = client.registry
+                if long:
+                    return LongImageRow(registry, repo, reference, "", "", "", [], 0, None, [TORN])
+                return ImageRow(registry, repo, reference, "", "", "", [], [TORN])
 
         rows: list[ImageRow] = []
         # From the registry's storage each row is a few small file reads: Python-bound work that
@@ -155,7 +165,7 @@ def _summary(
     children: list[str] = []
     if isinstance(manifest, Index):
         platforms = sorted({str(d.platform) for d in manifest.images if d.platform is not None})
-        children = [d.digest for d in manifest.manifests]
+        children = fetcher.descendants(repository, manifest)  # nested indexes' children too
         for child in manifest.images:
             if child.digest in missing:
                 continue
