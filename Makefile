@@ -5,11 +5,11 @@ PY := $(VENV)/bin/python
 APT_PACKAGES := docker-registry docker.io podman runc chromium skopeo umoci
 BENCH_PACKAGES := wrk skopeo
 
-.PHONY: help deps venv test lint bench clean readme demo lab samples notebooks
+.PHONY: help deps venv notebook-venv test lint bench clean readme demo lab samples notebooks
 
 help:
 	@echo "make demo   - start a registry, load the samples, run notebooks/quickstart.ipynb headless, stop"
-	@echo "make lab    - open the notebooks in JupyterLab"
+	@echo "make lab    - open the notebooks in JupyterLab (LAB_ARGS=\"--port=8899 --IdentityProvider.token=T --no-browser\")"
 	@echo "make test   - install what is missing (apt, venv) and run the test suite"
 	@echo "make lint   - ruff"
 	@echo "make bench  - benchmarks against jindr 1.5.0 (printed, and the tables for the README)"
@@ -24,13 +24,24 @@ deps:
 
 BASE_PYTHON ?= python3
 
+# The test venv: everything (the test extra includes the notebook extra, so it serves demo and lab too).
 $(VENV)/.installed: pyproject.toml
 	$(BASE_PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
-	touch $@
+	touch $@ $(VENV)/.notebook
+
+# The notebook venv: jindr_nb and the `notebook` extra only (JupyterLab, a kernel, nbclient) — what `make demo`
+# and `make lab` need; none of the test tools. A test venv that is up to date already has it.
+$(VENV)/.notebook: pyproject.toml
+	@if [ -f $(VENV)/.installed ] && [ $(VENV)/.installed -nt pyproject.toml ]; then touch $@; else \
+	  echo "creating $(VENV): jindr_nb with the notebook extra"; \
+	  $(BASE_PYTHON) -m venv $(VENV) && $(PY) -m pip install -q --disable-pip-version-check -e '.[notebook]' && touch $@; \
+	fi
 
 venv: $(VENV)/.installed
+
+notebook-venv: $(VENV)/.notebook
 
 # The other Pythons `requires-python` promises: every test that needs no container engine or browser
 # (JINDR_TEST_SCOPE=no-engines deselects the rest), before the whole suite on the main one, whose
@@ -62,6 +73,7 @@ bench:
 	$(PY) tests/benchmarks/run.py
 	$(PY) tests/benchmarks/copybench.py
 	$(PY) tests/benchmarks/loadbench.py
+	$(PY) tests/benchmarks/demobench.py
 	$(PY) tools/readme.py
 
 clean:
@@ -71,16 +83,22 @@ readme: venv
 	$(PY) tools/readme.py
 
 # The quick start, headless: set up, run the notebook (it starts, loads, lists, deletes, collects, stops).
-demo: venv
+demo: $(VENV)/.notebook
 	@if ! command -v docker-registry >/dev/null && ! command -v registry >/dev/null && \
 	   ! (command -v docker >/dev/null && docker info >/dev/null 2>&1); then $(MAKE) deps APT_PACKAGES=docker-registry; fi
-	cd notebooks && ../$(VENV)/bin/python ../tools/run_notebook.py quickstart.ipynb
+	cd notebooks && $(abspath $(PY)) ../tools/run_notebook.py quickstart.ipynb
 
-lab: venv
-	cd notebooks && ../$(VENV)/bin/jupyter lab
+# JupyterLab on the notebooks. LAB_ARGS goes to `jupyter lab` as is, e.g.
+#   make lab LAB_ARGS="--ip=127.0.0.1 --port=8899 --IdentityProvider.token=secret --no-browser"
+# --allow-root is added when run as root, --no-browser when there is no display to open a browser on.
+LAB_ARGS ?=
+LAB_FLAGS = $(if $(filter 0,$(shell id -u)),--allow-root) \
+  $(if $(DISPLAY)$(WAYLAND_DISPLAY)$(filter Darwin,$(shell uname)),,--no-browser)
+lab: $(VENV)/.notebook
+	cd notebooks && exec $(abspath $(VENV))/bin/jupyter lab $(strip $(LAB_FLAGS) $(LAB_ARGS))
 
-samples: venv
+samples: $(VENV)/.notebook
 	$(PY) notebooks/data/make_samples.py
 
-notebooks: venv
+notebooks: $(VENV)/.notebook
 	$(PY) tools/make_notebooks.py

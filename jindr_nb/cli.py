@@ -48,12 +48,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CommandLineError as exc:
         if exc.usage:
             _write(sys.stderr, exc.usage)
-        _write(sys.stderr, f"jindr: error: {exc}")
+        _write(sys.stderr, f"jindr: error: {exc.line('jindr')}")
         return 2
     except JindrError as exc:
         if debug:
             raise
-        _write(sys.stderr, f"jindr: {exc}")
+        _write(sys.stderr, f"jindr: {exc.line('jindr')}")
         return 1
     except KeyboardInterrupt:
         _write(sys.stderr, "jindr: interrupted")

@@ -197,15 +197,25 @@ def _lsi(session: Session, args: argparse.Namespace) -> Result:
     refs = [session.ref(text, default_tag=None) for text in args.repos]
     row_type = LongImageRow if args.long else ImageRow
     rows: list[Any] = []
+    unreadable: list[tuple[str, str]] = []
     for registry in _registries(session, refs):
         selection = [r for r in refs if r.registry == registry]
         fetcher = session.fetcher(registry, local=args.local)
-        rows.extend(list_images(fetcher, selection, long=args.long, jobs=args.jobs))
+        rows.extend(list_images(fetcher, selection, long=args.long, jobs=args.jobs, unreadable=unreadable))
     from .ops.listing import TORN
 
     broken = [f"{r.repository}:{r.tag or r.digest}" for r in rows if r.missing]
     torn = [f"{r.repository}:{r.tag}" for r in rows if TORN in r.missing]
-    return Result(row_type, rows, _broken_notice(broken, torn) if broken else "")
+    notes = [_broken_notice(broken, torn)] if broken else []
+    if unreadable:
+        names = ", ".join(name for name, _ in unreadable[:3]) + (
+            f" and {len(unreadable) - 3} more" if len(unreadable) > 3 else ""
+        )
+        notes.append(
+            f"warning: {len(unreadable)} {'tag' if len(unreadable) == 1 else 'tags'} left out ({names}): "
+            f"{unreadable[0][1]} — `inspect` one of them for the reason"
+        )
+    return Result(row_type, rows, "; ".join(notes))
 
 
 def _args_inspect(p: argparse.ArgumentParser) -> None:
@@ -240,13 +250,17 @@ def _layers(session: Session, args: argparse.Namespace) -> Result:
     from .ops.layers import layer_rows, scan
 
     refs = [session.ref(text, default_tag=None) for text in args.repos]
-    found = []
+    found, torn, notes = [], [], []
     for registry in _registries(session, refs):
         selection = [r for r in refs if r.registry == registry]
         fetcher = session.fetcher(registry, local=args.local)
-        found.extend(scan(fetcher, selection, attestations=args.attestations, jobs=args.jobs))
-    broken = [r.name for r in found if r.missing]
-    return Result(LayerRow, layer_rows(found), _broken_notice(broken) if broken else "")
+        scanned = scan(fetcher, selection, attestations=args.attestations, jobs=args.jobs)
+        found.extend(scanned.found)
+        torn.extend(scanned.torn)
+        notes.append(scanned.unreadable_notice())
+    broken = [r.name for r in found if r.missing] + torn
+    notes.insert(0, _broken_notice(broken, torn) if broken else "")
+    return Result(LayerRow, layer_rows(found), "; ".join(n for n in notes if n))
 
 
 def _args_history(p: argparse.ArgumentParser) -> None:
@@ -344,12 +358,24 @@ def _start(session: Session, args: argparse.Namespace) -> Result:
     except ImageUnavailable as exc:
         from .runtime import ProcessRuntime, find_binary
 
-        if args.runtime != "auto" or not find_binary(args.binary):
+        binary = find_binary(args.binary)
+        if args.runtime != "auto" or not binary:
             raise
         # auto: Docker answers but has no registry image and cannot pull one (offline): the binary will do.
         row = ProcessRuntime(args.binary).start(spec)
-        return Result(InstanceRow, _sized([row]), f"{exc} — started the registry binary instead")
+        return Result(InstanceRow, _sized([row]), _fell_back(exc, binary))
     return Result(InstanceRow, _sized([row]))
+
+
+def _fell_back(exc: ImageUnavailable, binary: str) -> str:
+    """The one line `start` says when the auto runtime used the binary because Docker cannot pull."""
+    import time
+
+    line = f"Docker cannot pull {exc.image} here; using {binary} — `--runtime process` skips this check"
+    if exc.tried_at is None:
+        return line
+    ago = max(1, round((time.time() - exc.tried_at) / 60))
+    return f"{line} (the pull failed {ago} min ago; `--runtime docker` tries it again)"
 
 
 def _sized(rows: list[Any]) -> list[Any]:
@@ -654,7 +680,7 @@ def _load(session: Session, args: argparse.Namespace) -> Result:
     if name is not None and args.name is not None and name != args.name:
         raise CommandLineError(f"PATH:NAME names {name!r} but --name says {args.name!r}: give one of them")
     name = args.name if args.name is not None else name
-    target = session.ref(args.image, default_tag=None) if args.image else None
+    target = session.ref(args.image, default_tag=None) if args.image is not None else None
     client = session.client(target.registry if target else None)
     progress = session.progress(str(args.path))
     rows = load(client, path, target, name=name, all_images=args.all_images, progress=progress)
@@ -857,7 +883,22 @@ def find_command(name: str) -> Command:
     for command in COMMANDS:
         if name == command.name or name in command.aliases:
             return command
-    raise CommandLineError(f"unknown command {name!r}")
+    raise _unknown_command(name, [n for c in COMMANDS for n in (c.name, *c.aliases)])
+
+
+def _unknown_command(name: str, names: list[str], usage: str = "") -> CommandLineError:
+    close = _closest(name, names)
+    if close:
+        return CommandLineError(f"unknown command {name!r}; did you mean {close}?", usage=usage)
+    return CommandLineError(f"unknown command {name!r}", usage=usage, hint="`{prog} --help` lists the commands")
+
+
+def _closest(word: str, candidates: list[str]) -> str:
+    """The candidate `word` is most likely a misspelling of ("" when none is close)."""
+    import difflib
+
+    found = difflib.get_close_matches(word, candidates, n=1)
+    return found[0] if found else ""
 
 
 # ---- parsing -------------------------------------------------------------------------------
@@ -866,12 +907,49 @@ def find_command(name: str) -> Command:
 class _Parser(argparse.ArgumentParser):
     """argparse that raises instead of exiting, so a kernel never sees SystemExit.
 
-    Options must be spelled out: no prefix matching (`ls --n 5` must not mean `--no-local`).
+    Options must be spelled out: no prefix matching (`ls --n 5` must not mean `--no-local`). A
+    misspelt command, choice or option gets "did you mean ...?"; an option the command does not
+    know is refused with that command's usage (argparse would show the top-level one).
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
+        self.commands: dict[str, argparse.ArgumentParser] = {}
+
+    def parse_args(self, args: Any = None, namespace: Any = None) -> Any:
+        import sys
+
+        argv = list(sys.argv[1:] if args is None else args)
+        parsed, extras = self.parse_known_args(argv, namespace)
+        if extras:
+            name = getattr(parsed, "command", None) or ""
+            child = self.commands.get(name)
+            after = name in argv and extras[0] in argv[argv.index(name) :]
+            blamed = child if isinstance(child, _Parser) and after else self
+            blamed.unrecognized(extras)
+        return parsed
+
+    def unrecognized(self, extras: list[str]) -> NoReturn:
+        """Refuse arguments this parser does not take, naming the option that was probably meant."""
+        options = [o for action in self._actions for o in action.option_strings]
+        guesses = [_closest(e.split("=", 1)[0], options) for e in extras if e.startswith("-")]
+        meant = next((g for g in guesses if g), "")
+        self.error(f"unrecognized arguments: {' '.join(extras)}" + (f"; did you mean {meant}?" if meant else ""))
+
+    def _check_value(self, action: argparse.Action, value: Any) -> None:
+        # argparse's own check lists every choice (27 command names); a close one is more help.
+        if action.choices is None or value in action.choices:
+            return
+        names = [str(c) for c in action.choices]
+        if isinstance(action, argparse._SubParsersAction):
+            raise _unknown_command(str(value), names, usage=self.format_usage().strip())
+        close = _closest(str(value), names)
+        if not close:
+            super()._check_value(action, value)
+        raise argparse.ArgumentError(
+            action, f"invalid choice: {value!r}; did you mean {close}? (choose from {', '.join(names)})"
+        )
 
     def error(self, message: str) -> NoReturn:
         raise CommandLineError(message, usage=self.format_usage().strip())
@@ -909,6 +987,7 @@ def build_parser(prog: str = "jindr", *, cli: bool = True) -> argparse.ArgumentP
         child = sub.add_parser(command.name, aliases=list(command.aliases), help=command.help, description=command.help)
         command.arguments(child)
         child.set_defaults(_handler=command.handler)
+        parser.commands.update(dict.fromkeys((command.name, *command.aliases), child))
     return parser
 
 

@@ -15,11 +15,15 @@
             └── RestoreFailed       a failed delete whose rollback failed too (the message says what to push)
 
 Errors carry data (registry, status, OCI error codes, method, URL) so callers can act on them
-without parsing the message. Faces translate a JindrError into their own one-line error;
-anything else escaping a command is a bug and keeps its traceback.
+without parsing the message. The message (`str(exc)`) says what failed in words that hold in every
+face, a panel included; `hint` is the next step as a command line (`{prog}` stands for `jindr` or
+`%jindr`), which only the CLI and the magic add: `exc.line("jindr")`. Faces translate a JindrError
+into their own one-line error; anything else escaping a command is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 __all__ = [
     "CommandLineError",
@@ -39,7 +43,17 @@ __all__ = [
 
 
 class JindrError(Exception):
-    """Base of every error jindr raises on purpose."""
+    """Base of every error jindr raises on purpose; `hint` is the command-line advice kept apart."""
+
+    def __init__(self, *args: object, hint: str = "") -> None:
+        super().__init__(*args)
+        self.hint = hint
+
+    def line(self, prog: str = "") -> str:
+        """The message, with the hint worded for `prog` (`jindr`, `%jindr`); without a prog, the message alone."""
+        if not prog or not self.hint:
+            return str(self)
+        return f"{self} — {self.hint.replace('{prog}', prog)}"
 
 
 class InvalidReference(JindrError, ValueError):
@@ -49,8 +63,8 @@ class InvalidReference(JindrError, ValueError):
 class CommandLineError(JindrError):
     """A bad command line; `usage` holds the usage line of the command that refused it."""
 
-    def __init__(self, message: str, usage: str = "") -> None:
-        super().__init__(message)
+    def __init__(self, message: str, usage: str = "", *, hint: str = "") -> None:
+        super().__init__(message, hint=hint)
         self.usage = usage
 
 
@@ -63,7 +77,12 @@ class RuntimeFailure(JindrError):
 
 
 class ImageUnavailable(RuntimeFailure):
-    """The registry image is not on the engine and could not be pulled."""
+    """The registry image is not on the engine and could not be pulled (`tried_at`: a remembered failure)."""
+
+    def __init__(self, message: str, *, image: str = "", tried_at: float | None = None, hint: str = "") -> None:
+        super().__init__(message, hint=hint)
+        self.image = image
+        self.tried_at = tried_at
 
 
 class RegistryError(JindrError):
@@ -78,8 +97,9 @@ class RegistryError(JindrError):
         codes: tuple[str, ...] = (),
         method: str = "",
         url: str = "",
+        hint: str = "",
     ) -> None:
-        super().__init__(message)
+        super().__init__(message, hint=hint)
         self.registry = registry
         self.status = status
         self.codes = codes
@@ -88,7 +108,14 @@ class RegistryError(JindrError):
 
 
 class RegistryUnreachable(RegistryError):
-    """Nothing answers at the registry's address, or what answers is not a registry."""
+    """Nothing answers at the registry's address, or what answers is not a registry.
+
+    `kind` says why when it is known: "refused" (nothing listens), "dns" (the name does not resolve).
+    """
+
+    def __init__(self, message: str, *, kind: str = "", **kw: Any) -> None:
+        super().__init__(message, **kw)
+        self.kind = kind
 
 
 class NotFound(RegistryError):

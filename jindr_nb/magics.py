@@ -12,7 +12,7 @@ from traitlets import Unicode
 
 from .commands import HelpShown, Session, build_parser, panel_for, run
 from .errors import CommandLineError, JindrError
-from .frames import to_frame
+from .frames import frame_html, to_frame
 from .refs import DEFAULT_REGISTRY
 
 __all__ = ["JindrMagics"]
@@ -24,25 +24,34 @@ def _in_kernel(shell: Any) -> bool:
 
 
 def _progress_bar(name: str) -> Any:
-    """A progress bar (bytes) shown in the cell now and updated from worker threads."""
-    import ipywidgets as widgets
+    """A progress bar (bytes) shown in the cell now, updated from worker threads; green or red when done."""
+    from IPython import get_ipython
     from IPython.display import display
 
-    bar = widgets.IntProgress(value=0, min=0, max=1, description="", layout=widgets.Layout(width="40%"))
-    label = widgets.Label(value=f"{name}: starting")
-    display(widgets.HBox([bar, label]))
+    from .widgets.progress import ProgressBar, in_cell
 
-    def update(done: int, total: int) -> None:
-        bar.max = max(total, 1)
-        bar.value = min(done, bar.max)
-        label.value = f"{name}: {_mib(done)} of {_mib(total)}" + (" — done" if done >= total else "")
-        bar.bar_style = "success" if done >= total else ""
-
-    return update
+    bar = in_cell(get_ipython(), ProgressBar(name))
+    display(bar.widget)
+    return bar.update
 
 
-def _mib(n: int) -> str:
-    return f"{n / 1048576:.1f} MiB"
+_SHOWN: dict[type[JindrError], type[JindrError]] = {}
+
+
+def _one_line(cls: type[JindrError]) -> type[JindrError]:
+    """`cls` as a cell shows it: one line under its own name (`NotFound: ...`), with the `%jindr` hint.
+
+    IPython prints what `_render_traceback_` returns instead of a traceback; UsageError (its other
+    way to drop one) would label a registry that is down "UsageError". Still an instance of `cls`.
+    """
+
+    def render(self: JindrError) -> list[str]:
+        return [f"{cls.__name__}: {self.line('%jindr')}"]
+
+    if cls not in _SHOWN:
+        namespace = {"_render_traceback_": render, "__module__": cls.__module__, "__qualname__": cls.__qualname__}
+        _SHOWN[cls] = type(cls.__name__, (cls,), namespace)
+    return _SHOWN[cls]
 
 
 @magics_class
@@ -57,6 +66,12 @@ class JindrMagics(Magics):
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
         self._session: Session | None = None
+        if shell is not None:
+            # DataFrames jindr made show readably (frames.frame_html); any other gets pandas' own HTML.
+            # By name, so that loading the extension does not import pandas ("pandas.core.frame": pandas 2).
+            html = shell.display_formatter.formatters["text/html"]
+            for module in ("pandas", "pandas.core.frame"):
+                html.for_type_by_name(module, "DataFrame", frame_html)
 
     @property
     def session(self) -> Session:
@@ -96,11 +111,13 @@ class JindrMagics(Magics):
         except CommandLineError as exc:
             if debug:
                 raise
-            raise UsageError(f"{exc.usage}\n%jindr: error: {exc}" if exc.usage else f"%jindr: error: {exc}") from None
+            text = f"%jindr: error: {exc.line('%jindr')}"
+            raise UsageError(f"{exc.usage}\n{text}" if exc.usage else text) from None
         except JindrError as exc:
             if debug:
                 raise
-            raise UsageError(str(exc)) from None
+            exc.__class__ = _one_line(type(exc))  # the same error, shown without its traceback
+            raise exc from None
         if result.message:
             print(result.message)
         return to_frame(result.rows, result.row_type)

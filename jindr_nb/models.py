@@ -159,6 +159,16 @@ def parse_manifest(raw: bytes, media_type: str, digest: str) -> Manifest | Index
     raise Unsupported(f"manifest {digest} has media type {declared or 'unknown'!r}, which jindr does not support")
 
 
+def config_platform(raw: bytes) -> str:
+    """`os/arch[/variant]` of an image config blob ("" when it names none or is unreadable): what
+    `lsi` shows for a single-platform image."""
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return ""
+    return str(Platform.from_json(data)) if isinstance(data, dict) else ""
+
+
 def config_created(raw: bytes) -> datetime | None:
     """The `created` time of an image config blob, tz-aware, or None when absent or unreadable."""
     try:
@@ -468,12 +478,14 @@ class ConfigRow:
 class DiffRow:
     """`diff A B`: one difference (or shared layer) between two images, per platform.
 
-    `what` is `layer`, `config` or `platform`; `change` is `shared`, `only in A`, `only in B` or
-    `changed`. `key` is the layer digest, the config field as a Dockerfile would say it (`ENV PATH`,
-    `LABEL version`, `USER`, `WORKDIR`, `ENTRYPOINT`, `CMD`, `EXPOSE`), or for `platform` rows the
-    platform manifest's digest. `a` and `b` are the layer's size on each side (layer rows) or the
-    value on each side (config rows: text, lists as JSON; None where unset), `size` the layer's size
-    and `created_by` the history step that made it (see `LayerRow`).
+    `what` is `layer`, `config` or `platform`; `change` is `shared`, `only in A`, `only in B`,
+    `changed`, or (platform rows) `missing in A` / `missing in B`: the index lists that platform
+    but the registry lost its manifest. `key` is the layer digest, the config field as a
+    Dockerfile would say it (`ENV PATH`, `LABEL version`, `USER`, `WORKDIR`, `ENTRYPOINT`, `CMD`,
+    `EXPOSE`), or for `platform` rows the platform manifest's digest. `a` and `b` are the layer's
+    size on each side (layer rows) or the value on each side (config rows: text, lists as JSON;
+    None where unset), `size` the layer's size and `created_by` the history step that made it
+    (see `LayerRow`).
     """
 
     platform: str

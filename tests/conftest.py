@@ -186,7 +186,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):  # noqa
 #: What a test needs beyond Python and the registry binary: a container engine or a browser.
 _ENGINE_FIXTURES = frozenset({"docker_engine", "podman_engine", "podman", "private_dockerd"})
 _ENGINE_PARAMS = frozenset({"docker", "podman"})
-_ENGINE_MODULES = frozenset({"test_browser"})
+_ENGINE_MODULES = frozenset({"test_browser", "test_browser_frames"})
 
 
 def needs_engine(item: pytest.Item) -> bool:

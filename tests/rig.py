@@ -412,6 +412,42 @@ class ImageFactory:
             pushed.digest = self.client.put_manifest(repository, tag, raw, pushed.media_type)
         return pushed
 
+    def schema1_in_storage(
+        self, storage: Path, repository: str, tag: str, *, layer_size: int = 2048
+    ) -> tuple[str, str]:
+        """A tagged Docker schema 1 image (unsigned, as old registries kept them) written straight into
+        a registry's storage — its API no longer takes one; returns (manifest digest, layer digest)."""
+        v2 = Path(storage) / "docker" / "registry" / "v2"
+
+        def put_blob(data: bytes) -> str:
+            digest = _digest(data)
+            path = v2 / "blobs" / "sha256" / digest[7:9] / digest[7:] / "data"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(data)
+            return digest
+
+        def link(path: Path, digest: str) -> None:
+            path.mkdir(parents=True, exist_ok=True)
+            (path / "link").write_text(digest)
+
+        layer = put_blob(make_layer(layer_size, self.rng)[0])
+        v1 = {"id": f"{self.rng.getrandbits(256):064x}", "created": "2015-01-01T00:00:00Z"}
+        doc = {
+            "schemaVersion": 1,
+            "name": repository,
+            "tag": tag,
+            "architecture": "amd64",
+            "fsLayers": [{"blobSum": layer}],
+            "history": [{"v1Compatibility": json.dumps(v1)}],
+        }
+        digest = put_blob(json.dumps(doc, indent=3).encode())
+        base = v2 / "repositories" / repository
+        link(base / "_layers" / "sha256" / layer[7:], layer)
+        link(base / "_manifests" / "revisions" / "sha256" / digest[7:], digest)
+        link(base / "_manifests" / "tags" / tag / "current", digest)
+        link(base / "_manifests" / "tags" / tag / "index" / "sha256" / digest[7:], digest)
+        return digest, layer
+
 
 def fill_storage(root: Path, repos: int, tags: int, *, prefix: str = "load") -> dict[str, str]:
     """Write `repos` x `tags` small images straight into a registry storage tree (the registry's own

@@ -31,9 +31,10 @@ from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from rig import ImageFactory, LocalRegistry, start_registry, write_counts
 
+from jindr_nb import errors
 from jindr_nb.cli import main
 from jindr_nb.client import RegistryClient
-from jindr_nb.errors import InvalidReference
+from jindr_nb.errors import InvalidReference, JindrError
 from jindr_nb.refs import parse_ref
 
 COUNTS: Counter[str] = Counter()
@@ -118,19 +119,24 @@ def refused_by_cli(argv: list[str], *, usage: bool) -> str:
 
 
 def refused_by_magic(ip: InteractiveShell, argv: list[str], *, usage: bool) -> str:
-    """The same command line through `%jindr`: a UsageError with the same one line, no DataFrame."""
+    """The same command line through `%jindr`, no DataFrame: a bad command line is a UsageError
+    ending in the same line; anything else is jindr's own error, shown as one line under its name."""
     line = shlex.join(argv)
     started = time.monotonic()
-    with pytest.raises(UsageError) as caught:
+    with pytest.raises((UsageError, JindrError)) as caught:
         ip.run_line_magic("jindr", line)
     COUNTS["magic"] += 1
     assert time.monotonic() - started < ERROR_BOUND_S, line
-    lines = str(caught.value).split("\n")
     if usage:
+        assert isinstance(caught.value, UsageError), (line, caught.value)
+        lines = str(caught.value).split("\n")
         assert lines[-1].startswith("%jindr: error: "), (line, lines)
-    else:
-        assert len(lines) == 1 and len(lines[0]) > 10, (line, lines)
-    return lines[-1]
+        return lines[-1]
+    assert isinstance(caught.value, JindrError), (line, caught.value)
+    lines = caught.value._render_traceback_()
+    name = f"{type(caught.value).__name__}: "
+    assert len(lines) == 1 and lines[0].startswith(name) and len(lines[0]) > len(name) + 10, (line, lines)
+    return lines[0].removeprefix(name)
 
 
 def refused(ip: InteractiveShell, argv: list[str], *, usage: bool = False) -> str:
@@ -148,7 +154,7 @@ def _words(line: str) -> str:
         if line.startswith(prefix):
             line = line[len(prefix) :]
             break
-    return re.sub(r" \([A-Za-z]+Error\)$", "", line)
+    return re.sub(r" \([A-Za-z]+Error\)$", "", line).replace("`%jindr ", "`jindr ")
 
 
 # ---- malformed references (hypothesis) -----------------------------------------------------------
@@ -214,8 +220,9 @@ def test_malformed_references_are_refused(
 ) -> None:
     argv = _commands_for(ref, target.address, tmp_path)[which]
     # A reference that starts with "-" reads as an option: that is argparse's usage error.
-    line = refused(ip, argv, usage=ref.startswith("-"))
-    if not ref.startswith("-"):
+    option = ref.startswith("-") and ref != "-"  # argparse reads a lone "-" as a value (stdin's name)
+    line = refused(ip, argv, usage=option)
+    if not option:
         assert "invalid" in line or "empty" in line, line
     assert not (tmp_path / "out.tar").exists()
 
@@ -280,7 +287,7 @@ def test_unknown_commands(ip: InteractiveShell, target: LocalRegistry) -> None:
     for name in UNKNOWN_COMMANDS:
         argv = ["-r", target.address, name]
         line = refused(ip, argv, usage=True)
-        assert "invalid choice" in line or "required" in line or "arguments" in line, line
+        assert "unknown command" in line or "required" in line or "arguments" in line, line
 
 
 def test_unknown_options_on_every_command(ip: InteractiveShell, target: LocalRegistry) -> None:
@@ -573,7 +580,7 @@ def test_a_real_kernel_survives_bad_input(target: LocalRegistry, impostors: dict
                 for m in seen
                 if m["msg_type"] in ("stream", "error")
             )
-            assert "UsageError" in text, (line, text)
+            assert any(f"{name}: " in text for name in ("UsageError", *errors.__all__)), (line, text)
             assert "Traceback" not in text and "File " not in text, (line, text)
         seen = []
         reply = kc.execute_interactive(

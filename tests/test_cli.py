@@ -67,7 +67,7 @@ def test_registry_from_environment(populated: dict) -> None:
     ("args", "code", "fragment"),
     [
         (["-r", "127.0.0.1:1", "ls"], 1, "jindr: no registry answers at 127.0.0.1:1"),
-        (["frobnicate"], 2, "invalid choice"),
+        (["frobnicate"], 2, "unknown command 'frobnicate'"),
         (["lsi", "--nope"], 2, "unrecognized arguments"),
         (["inspect", "UPPER"], 1, "jindr: invalid repository component"),
     ],

@@ -102,7 +102,9 @@ def test_a_nested_index_and_a_shared_child_are_each_walked_once(client: Registry
     assert get.asked == ["outer", inner.digest, amd64, shared, extra.digest]  # the shared child: read once
     parents = {n.digest: n.parent for n in graph.nodes}
     assert parents == {amd64: inner.digest, shared: inner.digest, inner.digest: outer, extra.digest: outer, outer: ""}
-    assert [n.digest for n in graph.images()] == [amd64, shared, extra.digest]  # as the indexes list them
+    # One node per listing, as the indexes list them: the shared child under each index that lists it.
+    listed = [(n.digest, n.parent) for n in graph.images()]
+    assert listed == [(amd64, inner.digest), (shared, inner.digest), (shared, outer), (extra.digest, outer)]
     assert set(graph.blobs) == _blobs_of(client, "app", [amd64, shared, extra.digest])
     assert graph.digests == {amd64, shared, inner.digest, extra.digest, outer}
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from jindr_nb.client import RegistryClient
 from jindr_nb.commands import Session, build_parser, run
 from jindr_nb.errors import CommandLineError, JindrError
 from jindr_nb.frames import to_frame
-from jindr_nb.models import INDEX_TYPES, GcRow
+from jindr_nb.models import INDEX_TYPES, OCI_INDEX, OCI_MANIFEST, GcRow
 
 CASES: list[str] = []
 
@@ -280,8 +281,163 @@ def test_a_broken_index_is_reported_not_skipped(registry: LocalRegistry, factory
         result = jindr("-r", registry.address, *argv)
         CASES.append(f"broken index: {' '.join(argv)}")
         assert "1 broken tag (app:latest)" in result.message and "\n" not in result.message, argv
-        platforms = {r.platform for r in result.rows if getattr(r, "repository", "app") == "app"}
+        compared = [r for r in result.rows if not getattr(r, "change", "").startswith("missing in")]
+        platforms = {r.platform for r in compared if getattr(r, "repository", "app") == "app"}
         assert "linux/amd64" in platforms and "linux/arm64" not in platforms, argv
+
+
+def test_diff_of_a_broken_index_says_what_it_lost(registry: LocalRegistry, factory: ImageFactory) -> None:
+    two = (("linux", "amd64", ""), ("linux", "arm64", ""))
+    base = make_layer(600, factory.rng)
+    broken = factory.image_with_history("app", "1", QUIRKY[:1], layers=[base], platforms=two)
+    whole = factory.image_with_history(
+        "app", "2", QUIRKY[:1], layers=[base], platforms=two, created="2026-04-01T00:00:00Z"
+    )  # a config of its own: its children are other manifests
+    lost = broken.platforms["linux/arm64"]
+    factory.client.delete_manifest("app", lost)
+    for a, b, side in (("app:1", "app:2", "A"), ("app:2", "app:1", "B")):
+        result = jindr("-r", registry.address, "diff", a, b)
+        CASES.append(f"diff with a broken {side}")
+        rows = [(r.platform, r.what, r.change, r.key) for r in result.rows if r.what == "platform"]
+        assert rows == [("linux/arm64", "platform", f"missing in {side}", lost)]
+        row = next(r for r in result.rows if r.what == "platform")
+        assert (row.a, row.b) == (
+            (None, whole.platforms["linux/arm64"]) if side == "A" else (whole.platforms["linux/arm64"], None)
+        )
+        assert f"{side} has lost linux/arm64" in result.message and "only" not in result.message
+        assert "1 broken tag (app:1)" in result.message and "\n" not in result.message
+
+
+def _push_index(client: RegistryClient, repository: str, tag: str, entries: list[tuple[str, dict]]) -> str:
+    """An OCI index over (manifest digest, platform) entries, pushed under `tag`."""
+    children = []
+    for digest, platform in entries:
+        got = client.get_manifest(repository, digest)
+        children.append({"mediaType": got.media_type, "digest": digest, "size": len(got.raw), "platform": platform})
+    raw = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": children}).encode()
+    return client.put_manifest(repository, tag, raw, OCI_INDEX)
+
+
+def _plat(os_: str, arch: str, variant: str = "", **more: str) -> dict:
+    return {"os": os_, "architecture": arch, **({"variant": variant} if variant else {}), **more}
+
+
+def test_one_image_listed_under_two_platforms_is_two_listings(registry: LocalRegistry, factory: ImageFactory) -> None:
+    client = factory.client
+    arm = factory.image_with_history("same", "arm", [{"created_by": "ADD arm"}], platforms=(("linux", "arm", "v6"),))
+    amd = factory.image_with_history("same", "amd", [{"created_by": "ADD amd"}])
+    amd64, v6, v7 = _plat("linux", "amd64"), _plat("linux", "arm", "v6"), _plat("linux", "arm", "v7")
+    _push_index(client, "same", "a", [(amd.digest, amd64), (arm.digest, v6), (arm.digest, v7)])
+    _push_index(client, "same", "b", [(amd.digest, amd64), (arm.digest, v7)])
+    listed = ["linux/amd64", "linux/arm/v6", "linux/arm/v7"]
+    layers = jindr("-r", registry.address, "layers", "same:a").rows
+    CASES.append("one manifest under two platforms: layers")
+    assert check_against_bytes(client, layers, "same", "a") == 3
+    assert [(r.platform, r.manifest_digest) for r in layers] == list(
+        zip(listed, [amd.digest, arm.digest, arm.digest], strict=True)
+    )
+    assert [r.platform for r in jindr("-r", registry.address, "config", "same:a").rows] == listed
+    assert [r.platform for r in jindr("-r", registry.address, "history", "same:a").rows] == listed
+    diff = jindr("-r", registry.address, "diff", "same:a", "same:b")
+    CASES.append("one manifest under two platforms: diff")
+    assert [(r.platform, r.change) for r in diff.rows if r.what == "platform"] == [("linux/arm/v6", "only in A")]
+    assert {(r.platform, r.change) for r in diff.rows if r.what == "layer"} == {
+        ("linux/amd64", "shared"),
+        ("linux/arm/v7", "shared"),
+    }
+    assert diff.message == (
+        "linux/amd64: same layers and config; only A has linux/arm/v6; linux/arm/v7: same layers and config"
+    )
+
+
+def test_a_layer_repeated_in_one_image_is_diffed_as_two(registry: LocalRegistry, factory: ImageFactory) -> None:
+    rng = factory.rng
+    base, copied = make_layer(700, rng), make_layer(900, rng)
+    twice = [{"created_by": "ADD base"}, {"created_by": "COPY f.txt /f.txt"}, {"created_by": "COPY f.txt /f.txt #2"}]
+    legacy = {"oci": False, "legacy": True}
+    factory.image_with_history("dup", "3", twice, layers=[base, copied, copied], **legacy)
+    factory.image_with_history("dup", "2", twice[:2], layers=[base, copied], **legacy)
+    digest = {n: "sha256:" + hashlib.sha256(b).hexdigest() for n, (b, _) in {"base": base, "f": copied}.items()}
+    size = GcRow.binary(len(copied[0]))
+    for a, b, change, verb in (("dup:3", "dup:2", "only in A", "removes"), ("dup:2", "dup:3", "only in B", "adds")):
+        result = jindr("-r", registry.address, "diff", a, b)
+        CASES.append(f"diff with a layer repeated in {a if change == 'only in A' else b}")
+        got = [(r.change, r.key, r.created_by) for r in result.rows if r.what == "layer"]
+        assert got == [
+            ("shared", digest["base"], "ADD base"),
+            ("shared", digest["f"], "COPY f.txt /f.txt"),
+            (change, digest["f"], "COPY f.txt /f.txt #2"),
+        ]
+        assert result.message == f"B {verb} 1 layer ({size})"
+
+
+def test_platforms_pair_as_containerd_matches_them(registry: LocalRegistry, factory: ImageFactory) -> None:
+    client = factory.client
+    one = [make_layer(500, factory.rng)]
+    written = (("linux", "amd64", ""), ("linux", "arm64", "v8"), ("linux", "arm", ""))
+    normal = (("linux", "amd64", ""), ("linux", "arm64", ""), ("linux", "arm", "v7"))
+    factory.image_with_history("plat", "a", QUIRKY[:1], layers=one, platforms=written)
+    factory.image_with_history("plat", "b", QUIRKY[:1], layers=one, platforms=normal)
+    factory.image_with_history("plat", "c", QUIRKY[:1], layers=one, platforms=(("linux", "arm", "v6"),) + normal[:1])
+    same = jindr("-r", registry.address, "diff", "plat:a", "plat:b")
+    CASES.append("diff pairs linux/arm64/v8 with linux/arm64 and linux/arm with linux/arm/v7")
+    assert [r for r in same.rows if r.what != "layer"] == [] and {r.change for r in same.rows} == {"shared"}
+    assert same.message == "; ".join(
+        f"{p}: same layers and config" for p in ("linux/amd64", "linux/arm64/v8", "linux/arm")
+    )
+    apart = jindr("-r", registry.address, "diff", "plat:a", "plat:c")
+    CASES.append("diff keeps linux/arm/v6 apart from linux/arm (v7)")
+    assert [(r.platform, r.change) for r in apart.rows if r.what == "platform"] == [
+        ("linux/arm64/v8", "only in A"),
+        ("linux/arm", "only in A"),
+        ("linux/arm/v6", "only in B"),
+    ]
+    # Two images of one platform key (Windows builds differ in os.version only): both compared.
+    builds = {}
+    for version in ("1809", "2022"):
+        pushed = factory.image_with_history("win", version, QUIRKY[:1], config={"Env": [f"V={version}"]})
+        builds[version] = pushed.digest
+    entries = [(builds[v], _plat("windows", "amd64", **{"os.version": f"10.0.{v}"})) for v in ("1809", "2022")]
+    _push_index(client, "win", "multi", entries)
+    _push_index(client, "win", "reversed", entries[::-1])
+    both = jindr("-r", registry.address, "diff", "win:multi", "win:reversed")
+    CASES.append("diff of two images with one platform key: paired in index order, none dropped")
+    config = [(r.platform, r.key, r.a, r.b) for r in both.rows if r.what == "config"]
+    assert config == [
+        ("windows/amd64 #1", "ENV V", "1809", "2022"),
+        ("windows/amd64 #2", "ENV V", "2022", "1809"),
+    ]
+    assert both.message.startswith("windows/amd64 #1: B adds 1 layer") and "windows/amd64 #2: B adds" in both.message
+    # An image without a platform is named by its digest.
+    blob = factory.blob("art", b"\x00not json")
+    payload = factory.blob("art", b"payload")
+    artifact = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "artifactType": "application/x-test",
+        "config": {"mediaType": "application/x-test-config", "digest": blob, "size": 9},
+        "layers": [{"mediaType": "application/x-test", "digest": payload, "size": 7}],
+    }
+    art = client.put_manifest("art", "v1", json.dumps(artifact).encode(), OCI_MANIFEST)
+    odd = jindr("-r", registry.address, "diff", "plat:c", "art:v1")
+    CASES.append("diff with an image without a platform: named by its digest")
+    assert [(r.platform, r.change, r.key) for r in odd.rows if r.what == "platform"][-1] == (
+        art[:19],
+        "only in B",
+        art,
+    )
+    assert odd.message.endswith(f"only B has {art[:19]}")
+
+
+def test_config_and_diff_show_label_values_alike(registry: LocalRegistry, factory: ImageFactory) -> None:
+    labels = {"n": 5, "s": "x", "nul": None, "obj": {"k": [1, 2]}, "yes": True}
+    factory.image_with_history("lbl", "odd", QUIRKY[:1], config={"Labels": labels})
+    factory.image_with_history("lbl", "none", QUIRKY[:1])
+    config = jindr("-r", registry.address, "config", "lbl:odd").rows[0].labels
+    CASES.append("config and diff show non-text label values alike")
+    assert config == {k: v if isinstance(v, str) else json.dumps(v) for k, v in labels.items()}
+    diff = jindr("-r", registry.address, "diff", "lbl:odd", "lbl:none").rows
+    assert {r.key.removeprefix("LABEL "): r.a for r in diff if r.key.startswith("LABEL ")} == config
 
 
 def test_storage_and_api_agree_cell_for_cell(process_registry: str) -> None:
@@ -461,3 +617,42 @@ def test_the_cli_prints_layers(
             "manifest_digest",
         ]
     ]
+
+
+def test_layers_names_torn_and_unreadable_tags(process_registry: str) -> None:
+    address = process_registry
+    storage = Path(jindr("-r", address, "status").rows[0].storage)
+    with RegistryClient(address) as client:
+        f = ImageFactory(client, seed=31)
+        good = f.image_with_history("t/torn", "good", QUIRKY[:1])
+        torn = f.image_with_history("t/torn", "torn", QUIRKY[:1], created="2026-04-01T00:00:00Z")
+        new = f.image_with_history("t/s1", "new", QUIRKY[:1], created="2026-05-01T00:00:00Z")
+        f.schema1_in_storage(storage, "t/s1", "old")
+        f.schema1_in_storage(storage, "t/s1", "v1")
+        sizeless = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [{"digest": new.digest}]}
+        client.put_manifest("t/s1", "odd", json.dumps(sizeless).encode(), OCI_INDEX)  # stored, but malformed
+    revisions = storage / "docker/registry/v2/repositories/t/torn/_manifests/revisions/sha256"
+    shutil.rmtree(revisions / torn.digest[7:])  # listed, manifest gone: what lsi calls torn
+    lsi = jindr("-r", address, "lsi", "t/torn")
+    assert "1 torn tag (t/torn:torn)" in lsi.message
+    listed = {("good", good.digest), ("new", new.digest)}
+    for local in ([], ["--no-local"]):
+        for scope in ([], ["t/torn", "t/s1"]):
+            result = jindr("-r", address, "layers", *local, *scope)
+            CASES.append(f"layers {' '.join(local + scope)}: torn and schema 1 tags named, the rest listed")
+            assert {(r.tag, r.manifest_digest) for r in result.rows} == listed
+            assert result.message.startswith(lsi.message + "; ")  # the same notice lsi gives, then ...
+            unreadable = result.message.removeprefix(lsi.message + "; ")
+            skipped = "t/s1:odd (malformed), t/s1:old (Docker schema 1), t/s1:v1 (Docker schema 1)"
+            assert unreadable.startswith(f"warning: 3 tags skipped, not a manifest jindr reads: {skipped} — re-push")
+            assert "`rmi` the tag" in unreadable and "\n" not in result.message
+        with pytest.raises(JindrError) as caught:
+            jindr("-r", address, "layers", *local, "t/s1:v1")  # named by the user: an error, not a notice
+        CASES.append(f"layers {' '.join(local)} of a schema 1 tag named: one line with what to do")
+        message = str(caught.value)
+        assert "schema 1" in message and "t/s1:v1" in message and "re-push" in message and "\n" not in message
+        with pytest.raises(JindrError) as caught:
+            jindr("-r", address, "layers", *local, "t/s1:odd")
+        message = str(caught.value)
+        assert "malformed descriptor" in message and "\n" not in message
+        assert message.endswith("`layers` cannot read t/s1:odd: re-push it with a current client, or `rmi` it")

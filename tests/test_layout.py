@@ -27,7 +27,7 @@ def test_samples_are_small_and_reproducible(tmp_path: Path) -> None:
     copy = tmp_path / "data"
     shutil.copytree(DATA, copy)
     subprocess.run(["python3", str(copy / "make_samples.py")], check=True, capture_output=True)
-    for layout in ("archy", "tools", "webapp"):
+    for layout in ("archy", "tools", "webapp", "releases"):
         assert (copy / layout / "index.json").read_bytes() == (DATA / layout / "index.json").read_bytes()
     index = json.loads((DATA / "archy" / "index.json").read_text())
     top = json.loads((DATA / "archy" / "blobs" / "sha256" / index["manifests"][0]["digest"][7:]).read_text())

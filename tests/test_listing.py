@@ -68,7 +68,7 @@ def test_lsi_selection_by_repo_and_by_tag(fetcher: Fetcher) -> None:
     assert [r.tag for r in rows] == ["v1"]
     with pytest.raises(NotFound):
         list_images(fetcher, [parse_ref("multi/oci:nope", reg)])
-    with pytest.raises(NotFound, match="repository not found"):
+    with pytest.raises(NotFound, match="repository ghost not found"):
         list_images(fetcher, [parse_ref("ghost", reg, default_tag=None)])
 
 

@@ -7,6 +7,8 @@ import pytest
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 
+from jindr_nb.errors import RegistryUnreachable
+
 
 @pytest.fixture(scope="module")
 def ip() -> InteractiveShell:
@@ -55,7 +57,7 @@ def test_default_registry_order(ip: InteractiveShell, populated: dict, monkeypat
     ip.run_line_magic("config", f'JindrMagics.registry = "{address}"')
     try:
         assert len(ip.run_line_magic("jindr", "ls")) == 4  # config beats the environment
-        with pytest.raises(UsageError, match="127.0.0.1:2"):
+        with pytest.raises(RegistryUnreachable, match="127.0.0.1:2"):
             ip.run_line_magic("jindr", "-r 127.0.0.1:2 ls")  # -r beats config
     finally:
         magics.registry = ""
@@ -73,14 +75,11 @@ def test_help_prints_and_returns_nothing(ip: InteractiveShell, capsys: pytest.Ca
     ("line", "fragment"),
     [
         ("", "required: command"),
-        ("frobnicate", "invalid choice: 'frobnicate'"),
+        ("frobnicate", "unknown command 'frobnicate'"),
         ("lsi --bogus", "unrecognized arguments: --bogus"),
         ("inspect", "required: IMAGE"),
         ("lsi -j 0", "expected 1-64"),
-        ("inspect 'Bad:Tag!'", 'invalid tag "Tag!" in "Bad:Tag!"'),
         ("lsi 'unclosed", "cannot split the line"),
-        ("-r http://x:1 ls", "without a scheme"),
-        ("-r 127.0.0.1:1 ls", "no registry answers at 127.0.0.1:1"),
     ],
 )
 def test_errors_are_one_usage_error(ip: InteractiveShell, line: str, fragment: str) -> None:
@@ -88,6 +87,26 @@ def test_errors_are_one_usage_error(ip: InteractiveShell, line: str, fragment: s
         ip.run_line_magic("jindr", line)
     assert type(info.value) is UsageError
     assert fragment in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("line", "name", "fragment"),
+    [
+        ("inspect 'Bad:Tag!'", "InvalidReference", 'invalid tag "Tag!" in "Bad:Tag!"'),
+        ("-r http://x:1 ls", "InvalidReference", "without a scheme"),
+        ("-r 127.0.0.1:1 ls", "RegistryUnreachable", "no registry answers at 127.0.0.1:1"),
+    ],
+)
+def test_other_errors_are_one_line_under_their_own_name(
+    ip: InteractiveShell, line: str, name: str, fragment: str
+) -> None:
+    from jindr_nb.errors import JindrError
+
+    with pytest.raises(JindrError) as info:
+        ip.run_line_magic("jindr", line)
+    assert type(info.value).__name__ == name and not isinstance(info.value, UsageError)
+    [shown] = info.value._render_traceback_()  # what IPython prints instead of a traceback
+    assert shown.startswith(f"{name}: ") and fragment in shown
 
 
 def test_usage_error_shows_usage_line(ip: InteractiveShell) -> None:
@@ -104,7 +123,7 @@ def test_unknown_tag_in_a_cell_shows_one_line_and_kernel_lives(
     assert not result.success
     captured = capsys.readouterr()
     text = captured.out + captured.err
-    assert "UsageError: manifest plain:nope not found" in text and "Traceback" not in text
+    assert "NotFound: manifest plain:nope not found" in text and "Traceback" not in text
     assert ip.run_cell("1 + 1").result == 2
 
 

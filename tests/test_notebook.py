@@ -43,7 +43,7 @@ def test_errors_in_a_kernel_are_one_line(registry) -> None:
     ]
     with pytest.raises(Exception) as info:
         NotebookClient(nb, timeout=120, kernel_name="python3").execute()
-    shown = "".join(o.get("text", "") for o in nb.cells[1].outputs)
-    assert shown.startswith("UsageError: manifest nope:1 not found") and shown.strip().count("\n") == 0
+    shown = "".join(o.get("text", "") + "".join(o.get("traceback", [])) for o in nb.cells[1].outputs)
+    assert shown.startswith("NotFound: manifest nope:1 not found") and shown.strip().count("\n") == 0
     assert "Traceback" not in shown
     assert "CellExecutionError" in type(info.value).__name__

@@ -190,3 +190,20 @@ def test_a_torn_tag_is_listed_and_named(where) -> None:
     du = jindr("-r", address, "du")
     CASES.append(f"{how}: torn tag in du")
     assert "torn tag (torn:half)" in du.message and "broken" not in du.message
+
+
+def test_a_schema_1_tag_does_not_stop_a_listing(where) -> None:
+    """An old registry's schema 1 image among the tags: left out with one line, the rest listed."""
+    address, how = where
+    with RegistryClient(address) as c:
+        f = ImageFactory(c, seed=18)
+        good = f.single("mixed", "new")
+        f.schema1_in_storage(STORAGE[address], "mixed", "old")
+    for argv in (["lsi"], ["lsi", "-l", "mixed"]):
+        result = jindr("-r", address, *argv)
+        CASES.append(f"{how}: schema 1 tag in {' '.join(argv)}")
+        assert [(r.tag, r.digest) for r in result.rows if r.repository == "mixed"] == [("new", good.digest)]
+        assert "1 tag left out (mixed:old)" in result.message and "schema 1" in result.message
+        assert "\n" not in result.message
+    with pytest.raises(Exception, match="schema 1"):
+        jindr("-r", address, "lsi", "mixed:old")  # named by the user: said, not skipped

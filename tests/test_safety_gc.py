@@ -233,6 +233,44 @@ def test_rmr_says_what_it_reclaimed(process_registry: str) -> None:
     CASES.append("rmr on a registry jindr runs: the message says the reclaimed size the storage walk sees")
 
 
+def test_a_tagged_schema_1_image_keeps_its_layers(process_registry: str) -> None:
+    storage = storage_of(process_registry)
+    with RegistryClient(process_registry) as client:
+        f = ImageFactory(client, seed=27)
+        manifest, layer = f.schema1_in_storage(storage, "old/s1", "v1", layer_size=50_000)
+        gone = f.single("old/s1", "tmp", layer_size=30_000)
+        doomed = referenced(client, "old/s1", gone.digest)
+        jindr("-r", process_registry, "rmi", "old/s1:tmp")
+        agreed = dry_then_run(process_registry, storage)
+        # The registry marks a schema 1 manifest's fsLayers: its layer stays, and the dry run said so.
+        assert {manifest, layer} <= blob_files(storage).keys() and not {manifest, layer} & agreed.gone.keys()
+        assert doomed - {gone.digest} <= agreed.gone.keys()
+    CASES.append("gc with a tagged Docker schema 1 image: its layers stay, dry run = run")
+    nothing_left(process_registry, storage)
+
+
+def test_a_child_deleted_from_under_its_index(process_registry: str) -> None:
+    storage = storage_of(process_registry)
+    with RegistryClient(process_registry) as client:
+        f = ImageFactory(client, seed=28)
+        broken = f.index("half", "v1", attestations=False, layer_size=70_000)
+        lost = broken.platforms["linux/arm64"]
+        blobs = referenced(client, "half", lost) - {lost}
+        torn = f.single("half", "torn", layer_size=40_000)
+        torn_blobs = referenced(client, "half", torn.digest)
+        client.delete_manifest("half", lost)  # the revision link goes; its config and layers stay until gc
+        revision = storage / "docker/registry/v2/repositories/half/_manifests/revisions/sha256" / torn.digest[7:]
+        shutil.rmtree(revision)  # a torn tag: listed, its revision gone
+        agreed = dry_then_run(process_registry, storage)
+        # The registry marks only through revisions: the lost child's config and layers are swept (the
+        # index still names the child, so its manifest blob is kept), and so is all of the torn tag.
+        assert blobs <= agreed.gone.keys() and lost in blob_files(storage)
+        assert torn_blobs <= agreed.gone.keys()
+        assert agreed.run.manifests_deleted == 0
+    CASES.append("gc with a child deleted from under its index and a torn tag: dry run = run")
+    nothing_left(process_registry, storage)
+
+
 # ---- output into a closed pipe ---------------------------------------------------------------
 
 

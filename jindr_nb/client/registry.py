@@ -7,6 +7,8 @@ import hashlib
 import json
 import os
 import random
+import re
+import socket
 import ssl
 import threading
 import time
@@ -32,14 +34,14 @@ from ..models import (
     Descriptor,
     verify_digest,
 )
-from ..refs import parse_registry, scheme_for
+from ..refs import is_loopback, parse_registry, scheme_for
 from .auth import Challenge, Credentials, TokenCache, docker_credentials, parse_challenge
 from .fast import Answer, Body, Busy, FastGet, Headers, RelayBroken, Unanswered
 
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["ManifestBytes", "RegistryClient"]
+__all__ = ["ManifestBytes", "RegistryClient", "unreachable"]
 
 _IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE"})
 _RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
@@ -50,6 +52,7 @@ _MAX_PAGE_BYTES = 16 * 1024 * 1024
 _MAX_FAST_ANSWER = 16 * 1024 * 1024  # larger answers (none expected) go through httpx
 _MAX_RETRY_AFTER = 10.0  # a registry asking for a longer wait gets an error that says so, not a hang
 CHUNK = 8 * 1024 * 1024
+_API_PATH = re.compile(r"/v2/(.+?)/(?:tags/list|manifests/[^/]+|blobs/(?:uploads/.*|[^/]+))")
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,8 +169,9 @@ class RegistryClient:
         if not api.startswith("registry/2") and "json" not in ctype:
             raise RegistryUnreachable(
                 f"something answers at {self.registry} but it is not a registry (GET /v2/ gave {status} "
-                f"{ctype or 'no content type'}); check the -r address",
+                f"{ctype or 'no content type'}); check the address",
                 registry=self.registry,
+                hint="`-r HOST:PORT` names the registry",
                 status=status,
             )
         self._checked = True
@@ -659,8 +663,9 @@ class RegistryClient:
                 # A registry always names the list, even when it is empty (`"tags": null`).
                 raise IntegrityError(
                     f"{self.registry} answered the {what} listing without a {key!r} list: "
-                    "it does not look like a registry; check the -r address",
+                    "it does not look like a registry; check the address",
                     registry=self.registry,
+                    hint="`-r HOST:PORT` names the registry",
                 )
             page = [str(x) for x in body[key] or []]
             fresh = [x for x in page if x not in known]
@@ -919,16 +924,20 @@ class RegistryClient:
             return Unauthorized(f"{self.registry} denied access to {what}{_detail(detail)}", **kw)
         if status == 404:
             if "NAME_UNKNOWN" in codes:
-                return NotFound(f"{what}: repository not found in {self.registry} (the `ls` command lists them)", **kw)
+                return NotFound(
+                    f"repository {_repository_of(resp.url.path) or what} not found in {self.registry}",
+                    hint="`{prog} ls` lists them",
+                    **kw,
+                )
             if "MANIFEST_UNKNOWN" in codes:
-                return NotFound(f"{what} not found in {self.registry} (`lsi REPO` lists its tags)", **kw)
+                return NotFound(f"{what} not found in {self.registry}", hint="`{prog} lsi REPO` lists its tags", **kw)
             if "BLOB_UNKNOWN" in codes:
                 return NotFound(f"{what} not found in {self.registry}", **kw)
             return NotFound(f"{what} not found in {self.registry}", **kw)
         if status == 405 and resp.request.method == "DELETE":
             return Unsupported(
-                f"{self.registry} has deletion disabled; restart it with REGISTRY_STORAGE_DELETE_ENABLED=true "
-                "(`%jindr start` does this)",
+                f"{self.registry} has deletion disabled; restart it with REGISTRY_STORAGE_DELETE_ENABLED=true",
+                hint="`{prog} start` runs registries that way",
                 **kw,
             )
         if status in (405, 501) or "UNSUPPORTED" in codes:
@@ -1041,6 +1050,43 @@ def _detail(detail: str) -> str:
     return f": {detail}" if detail else ""
 
 
+def unreachable(registry: str, kind: str, role: str = "") -> RegistryUnreachable:
+    """The error for a registry that cannot be reached: its name does not resolve ("dns"), or nothing
+    answers there ("refused"); `role` ("source", "destination") names which side of a copy it is."""
+    named = f"the {role} {registry}" if role else registry
+    if kind == "dns":
+        host = registry.rpartition(":")[0] if registry.count(":") == 1 else registry
+        return RegistryUnreachable(
+            f"the name {host} does not resolve (DNS lookup failed); check the spelling of {named}",
+            registry=registry,
+            kind=kind,
+        )
+    message = f"no registry answers at {named}"
+    if is_loopback(registry):
+        return RegistryUnreachable(
+            message, registry=registry, kind=kind, hint=f"start one there: `{{prog}} -r {registry} start`"
+        )
+    return RegistryUnreachable(
+        f"{message}; check the address and that the registry is running", registry=registry, kind=kind
+    )
+
+
+def _caused_by(exc: BaseException, kind: type[BaseException]) -> bool:
+    """True when `kind` is in the chain of exceptions that led to `exc` (httpx wraps httpcore wraps socket)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, kind):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _repository_of(path: str) -> str:
+    """The repository in an API path (`/v2/NAME/tags/list`, `/v2/NAME/manifests/REF`, ...), "" if none."""
+    found = _API_PATH.fullmatch(path)
+    return found.group(1) if found else ""
+
+
 def _translate(exc: httpx.HTTPError, registry: str, what: str = "") -> RegistryError:
     import httpx
 
@@ -1049,27 +1095,25 @@ def _translate(exc: httpx.HTTPError, registry: str, what: str = "") -> RegistryE
     if "CERTIFICATE_VERIFY_FAILED" in text:
         reason = text.rpartition("certificate verify failed:")[2].strip(" ()") or "not trusted"
         return RegistryUnreachable(
-            f"{registry}'s TLS certificate is not trusted ({reason}); add its CA to SSL_CERT_FILE "
-            "(or use --insecure for plain HTTP)",
+            f"{registry}'s TLS certificate is not trusted ({reason}); add its CA to SSL_CERT_FILE",
             registry=registry,
+            hint="or use --insecure for plain HTTP",
         )
     if isinstance(exc, httpx.ConnectError) and "[SSL" in text:
         return RegistryUnreachable(
-            f"TLS with {registry} failed ({text}); if it serves plain HTTP, use --insecure", registry=registry
+            f"TLS with {registry} failed ({text}); it may serve plain HTTP",
+            registry=registry,
+            hint="--insecure speaks plain HTTP to it",
         )
     if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
-        return RegistryUnreachable(
-            f"no registry answers at {registry} — start one with `jindr start` (`%jindr start` in a notebook) "
-            "or pass -r HOST:PORT",
-            registry=registry,
-        )
+        return unreachable(registry, "dns" if _caused_by(exc, socket.gaierror) else "refused")
     if isinstance(exc, httpx.TimeoutException):
         return RegistryUnreachable(
             f"{registry} stopped answering{during} (timed out); is it overloaded or stalled?", registry=registry
         )
     if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError):
         return RegistryUnreachable(
-            f"{registry} closed the connection{during} or does not speak HTTP; check that -r points at a registry "
+            f"{registry} closed the connection{during} or does not speak HTTP; check that the address is a registry's "
             f"({type(exc).__name__})",
             registry=registry,
         )

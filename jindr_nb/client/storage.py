@@ -118,6 +118,25 @@ class StorageReader:
         self.layout = StorageLayout(root)
         self.api = api
         self.registry = api.registry
+        #: (repository, digest) whose revision this reader has seen: one command asks for a child's
+        #: presence, then reads it — the second look at its link would only repeat the first.
+        self._revisions: set[tuple[str, str]] = set()
+
+    def _has_revision(self, repository: str, digest: str) -> bool:
+        if (repository, digest) in self._revisions:
+            return True
+        if self.layout.has_revision(repository, digest):
+            self._revisions.add((repository, digest))
+            return True
+        return False
+
+    def _revision_linked(self, repository: str, digest: str) -> bool:
+        """The revision's link file is there (a stat, not a read: enough to know the registry
+        still lists the manifest in the repository; reading it is left to the read that follows)."""
+        if (repository, digest) in self._revisions:
+            return True
+        algorithm, _, hexpart = digest.partition(":")
+        return os.path.exists(f"{self.layout._repos}/{repository}/_manifests/revisions/{algorithm}/{hexpart}/link")
 
     def __repr__(self) -> str:
         return f"StorageReader({str(self.layout.root)!r}, {self.registry!r})"
@@ -136,11 +155,11 @@ class StorageReader:
         the repository still holds that manifest's revision, as the registry requires to serve it
         (a torn tag, whose revision a killed delete removed, is not served)."""
         digest = self.layout.tag_digest(repository, tag)
-        return digest if digest is not None and self.layout.has_revision(repository, digest) else None
+        return digest if digest is not None and self._has_revision(repository, digest) else None
 
     def get_manifest(self, repository: str, reference: str) -> ManifestBytes:
         if _DIGEST.match(reference):
-            digest: str | None = reference if self.layout.has_revision(repository, reference) else None
+            digest: str | None = reference if self._has_revision(repository, reference) else None
         else:
             digest = self.resolve_tag(repository, reference)
         if digest is None:
@@ -168,7 +187,7 @@ class StorageReader:
     def has_manifest(self, repository: str, digest: str) -> bool:
         """True when the repository holds the manifest: its revision link and its blob are on disk
         (what the registry checks); a miss asks the API, in case a link read torn."""
-        if self.layout.has_revision(repository, digest) and os.path.exists(self.layout.blob_path(digest)):
+        if self._revision_linked(repository, digest) and os.path.exists(self.layout.blob_path(digest)):
             return True
         return self.api.head_manifest(repository, digest) is not None
 

@@ -20,6 +20,8 @@ from .._files import private_dirs
 
 __all__ = ["ContentCache", "default_cache_dir"]
 
+_MAX_PARSED = 200_000
+
 
 def default_cache_dir() -> Path:
     """Where the on-disk cache lives."""
@@ -43,6 +45,18 @@ class ContentCache:
         self._summaries: dict[str, dict] | None = None
         self._append_fd: int | None = None
         self._closer: weakref.finalize | None = None
+        #: Parsed manifests by digest, for the life of the kernel or CLI: what a digest holds never
+        #: changes, and parsing the same JSON again is most of a repeated listing's time.
+        self._parsed: dict[str, object] = {}
+
+    def parsed(self, digest: str) -> object | None:
+        """A parsed manifest kept for `digest` (None: parse it yourself and `keep_parsed` it)."""
+        return self._parsed.get(digest)
+
+    def keep_parsed(self, digest: str, value: object) -> None:
+        if len(self._parsed) >= _MAX_PARSED:
+            self._parsed.clear()  # bounded: a fresh start costs one parse per manifest
+        self._parsed[digest] = value
 
     def get_summary(self, digest: str) -> dict | None:
         """A small derived record for a manifest digest (immutable, like the content it describes)."""
@@ -144,6 +158,7 @@ class ContentCache:
         with self._lock:
             self._memory.clear()
             self._bytes = 0
+            self._parsed.clear()
 
     def _remember(self, digest: str, entry: tuple[str, bytes]) -> None:
         with self._lock:

@@ -11,12 +11,14 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 
 from ..client import RegistryClient
-from ..errors import IntegrityError, NotFound
-from ..models import CopyRow, Descriptor, Index
+from ..client.registry import unreachable
+from ..errors import IntegrityError, NotFound, RegistryUnreachable
+from ..models import CopyRow, Descriptor, Index, config_platform
 from ..refs import Ref
 from .fetch import blob_present, fetch_manifest
 from .graph import Graph, walk
@@ -60,6 +62,32 @@ def copy_image(
     progress: Callable[[int, int], None] | None = None,
 ) -> CopyRow:
     """Copy `src_ref` to `dst_ref` (plus `tags` of the same image); one result row."""
+    with _sides_named(src, dst):
+        return _copy_image(src, src_ref, dst, dst_ref, tags=tags, jobs=jobs, progress=progress)
+
+
+@contextmanager
+def _sides_named(src: RegistryClient, dst: RegistryClient) -> Iterator[None]:
+    """A registry that cannot be reached is named as the copy's source or destination."""
+    try:
+        yield
+    except RegistryUnreachable as exc:
+        roles = {src.registry: "source", dst.registry: "destination"} if src.registry != dst.registry else {}
+        if not exc.kind or exc.registry not in roles:
+            raise
+        raise unreachable(exc.registry, exc.kind, roles[exc.registry]) from exc
+
+
+def _copy_image(
+    src: RegistryClient,
+    src_ref: Ref,
+    dst: RegistryClient,
+    dst_ref: Ref,
+    *,
+    tags: Sequence[str],
+    jobs: int,
+    progress: Callable[[int, int], None] | None,
+) -> CopyRow:
     started = time.perf_counter()
     graph = _walk(src, src_ref)
     top = graph.root
@@ -114,8 +142,9 @@ def copy_image(
         dst.put_manifest(repo, tag, top.raw, top.media_type)
     if isinstance(top, Index):
         platforms = sorted({str(d.platform) for d in top.images if d.platform is not None})
-    else:
-        platforms = []
+    else:  # a single image: its config names the platform, as `lsi` shows it
+        found = config_platform(src.get_blob(src_ref.repository, top.config.digest, limit=16 * 1024 * 1024))
+        platforms = [found] if found else []
     return CopyRow(
         source=str(src_ref),
         destination=str(dst_ref),

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 
 from ..client import ManifestBytes, RegistryClient
-from ..errors import NotFound, RegistryError
+from ..errors import IntegrityError, NotFound, RegistryError, Unsupported
 from ..models import INDEX_TYPES, Descriptor, Index, Manifest, Platform, config_created, parse_manifest
 from .cache import ContentCache
 
@@ -74,22 +74,43 @@ class Fetcher:
         self.persist = not self.local
 
     def manifest(self, repository: str, reference: str) -> Manifest | Index:
-        """A parsed manifest; by digest from the cache when we have it, by tag always asked."""
-        if reference.startswith("sha256:"):
-            hit = self.cache.get(reference, disk=self.persist)
+        """A parsed manifest; by digest from the cache when we have it, by tag always asked (on
+        local storage the tag's link names the digest, and the cache answers for that)."""
+        digest = reference if reference.startswith("sha256:") else self.resolve(repository, reference)
+        if digest is not None:
+            kept = self.cache.parsed(digest)
+            if isinstance(kept, Manifest | Index):
+                return kept
+            hit = self.cache.get(digest, disk=self.persist)
             if hit is not None:
-                return parse_manifest(hit[1], hit[0], reference)
-        got = self.client.get_manifest(repository, reference)
+                parsed = parse_manifest(hit[1], hit[0], digest)
+                self.cache.keep_parsed(digest, parsed)
+                return parsed
+        # A tag resolved from local storage is read by its digest: its link is read once, not twice.
+        got = self.client.get_manifest(repository, digest or reference)
         parsed = parse_fetched(self.client.registry, repository, reference, got)
         self.cache.put(got.digest, parsed.media_type, got.raw, persist=self.persist)
+        self.cache.keep_parsed(got.digest, parsed)
         return parsed
 
     def exists(self, repository: str, digest: str) -> bool:
         """Whether the registry still has a manifest — always asked, never from the cache: the cache
-        knows what a digest contained, not that it is still there."""
+        knows what a digest contained, not that it is still there.
+
+        Over the API, a manifest the cache does not hold is fetched (one GET, as a HEAD would cost)
+        rather than asked about: the answer proves it is there and fills the cache for the read
+        that usually follows."""
         has_manifest = getattr(self.client, "has_manifest", None)
         if has_manifest is not None:
             return bool(has_manifest(repository, digest))
+        if self.cache.parsed(digest) is None and self.cache.get(digest, disk=self.persist) is None:
+            try:
+                self.manifest(repository, digest)
+            except NotFound:
+                return False
+            except (Unsupported, IntegrityError):
+                return True  # there, but not a manifest jindr reads: the caller's own read says so
+            return True
         return self.client.head_manifest(repository, digest) is not None
 
     def missing_children(self, repository: str, index: Index) -> list[tuple[Descriptor, str]]:

@@ -24,7 +24,7 @@ from functools import cache
 from pathlib import Path
 
 from ..client.storage import StorageLayout
-from ..errors import RegistryError, RuntimeFailure
+from ..errors import NotFound, RegistryError, RuntimeFailure
 from ..models import OCI_INDEX, OCI_MANIFEST, Descriptor, GcRow, Index, Manifest, parse_manifest
 from ..runtime.base import Runtime
 from .graph import walk
@@ -50,18 +50,29 @@ def plan(layout: StorageLayout) -> GcPlan:
     marked: set[str] = set()
     for repo in layout.repositories():
         revisions = set(layout.revisions(repo))
-        kept, blobs = _reachable(layout, repo, revisions)
+        kept, marks = _reachable(layout, repo, revisions)
         doomed = sorted(revisions - kept)
         if doomed:
             result.manifests[repo] = doomed
-        marked |= kept | blobs
+        marked |= marks
     result.blobs = [(d, size) for d, size in layout.blobs() if d not in marked]
     return result
 
 
 def _reachable(layout: StorageLayout, repo: str, revisions: set[str]) -> tuple[set[str], set[str]]:
-    """The manifests `repo`'s tags reach (through index children and `subject` referrers), and their blobs."""
+    """The manifests `repo`'s tags reach (through index children and `subject` referrers), and what the
+    registry's own collection then marks: those manifests and every digest they reference.
+
+    Only the repository's revisions are followed, as the registry marks only revisions: a manifest
+    whose revision link is gone (a child deleted from under its index) is kept as the index's
+    reference, but its config and layers are swept unless something else uses them."""
     read = cache(lambda digest: layout.read_blob(digest, _DOC_LIMIT))
+
+    def get(digest: str) -> Manifest | Index | None:
+        if digest not in revisions:
+            raise NotFound(f"{repo}@{digest} is not a revision of the repository")
+        return _manifest(digest, read(digest))
+
     # Referrers (signatures, SBOMs) point at their subject: keep them while the subject is kept.
     referrers: dict[str, list[tuple[str, str]]] = {}
     for digest in revisions:
@@ -70,10 +81,14 @@ def _reachable(layout: StorageLayout, repo: str, revisions: set[str]) -> tuple[s
     # The tags as the children of one index: a single walk keeps what any tag reaches.
     tagged = [d for tag in layout.tags(repo) or [] if (d := layout.tag_digest(repo, tag))]
     tags = Index(OCI_INDEX, _TAGS, b"", tuple(Descriptor("", d, 0) for d in tagged))
-    graph = walk(lambda d: _manifest(d, read(d)), tags, referrers=lambda d: referrers.get(d, []))
+    graph = walk(get, tags, referrers=lambda d: referrers.get(d, []))
     # Never a reason to delete: what cannot be read (opaque) or is not there (missing) is kept.
-    kept = (graph.digests | {desc.digest for _, desc in graph.missing}) - {_TAGS}
-    return kept, set(graph.blobs)
+    reached = graph.digests - {_TAGS}
+    kept = reached | {desc.digest for _, desc in graph.missing}
+    # A lost child an index lists is marked as the index's reference; a torn tag's digest is not
+    # (the registry does not read tags when it marks).
+    listed = {desc.digest for parent, desc in graph.missing if parent != _TAGS}
+    return kept, reached | listed | set(graph.blobs)
 
 
 def remove_manifests(layout: StorageLayout, gc_plan: GcPlan) -> None:
@@ -191,9 +206,10 @@ _DOC_LIMIT = 4 * 1024 * 1024
 def _manifest(digest: str, raw: bytes | None) -> Manifest | Index | None:
     """A stored manifest for the walk; None (kept, not followed) when absent, too big or not JSON.
 
-    A document jindr's parser refuses (a child without a size, an unknown media type) is still
-    followed through every entry that names a digest: a manifest jindr cannot read is never a
-    reason to delete what it references.
+    A document jindr's parser refuses (a child without a size, an unknown media type, Docker schema
+    1 with its `fsLayers[].blobSum`) is still followed through every entry that names a digest: a
+    manifest jindr cannot read is never a reason to delete what it references, and the registry
+    marks them too.
     """
     if raw is None:
         return None
@@ -205,17 +221,16 @@ def _manifest(digest: str, raw: bytes | None) -> Manifest | Index | None:
     if children := _named(doc.get("manifests")):
         return Index(OCI_INDEX, digest, raw, children)
     layers = doc.get("layers")
-    if blobs := _named([doc.get("config"), *(layers if isinstance(layers, list) else [])]):
+    blobs = _named([doc.get("config"), *(layers if isinstance(layers, list) else [])])
+    if blobs := blobs or _named(doc.get("fsLayers"), key="blobSum"):
         return Manifest(OCI_MANIFEST, digest, raw, blobs[0], blobs[1:])
     return None
 
 
-def _named(entries: object) -> tuple[Descriptor, ...]:
-    """Descriptors for the entries of a JSON list that name a digest (size unknown: 0)."""
+def _named(entries: object, key: str = "digest") -> tuple[Descriptor, ...]:
+    """Descriptors for the entries of a JSON list that name a digest under `key` (size unknown: 0)."""
     items = entries if isinstance(entries, list) else []
-    return tuple(
-        Descriptor("", e["digest"], 0) for e in items if isinstance(e, dict) and isinstance(e.get("digest"), str)
-    )
+    return tuple(Descriptor("", e[key], 0) for e in items if isinstance(e, dict) and isinstance(e.get(key), str))
 
 
 def _subject(raw: bytes | None) -> str:

@@ -95,7 +95,7 @@ class Graph:
         return {n.digest for n in self.nodes} | set(self.opaque)
 
     def images(self, *, attestations: bool = False) -> Iterator[Node]:
-        """The single-platform image manifests, in the order their index lists them."""
+        """The single-platform image manifests, one per listing, in the order their index lists them."""
         for node in _listed_order(self):
             if (
                 isinstance(node.manifest, Manifest)
@@ -121,8 +121,12 @@ def walk(
     *,
     exists: Callable[[str], bool] | None = None,
     referrers: Callable[[str], list[tuple[str, str]]] | None = None,
+    follow: Callable[[Descriptor], bool] | None = None,
 ) -> Graph:
     """Walk from `root` (a tag or digest for `get`, or a manifest already read).
+
+    `follow(descriptor)` False: that child is only checked (`exists`), not read nor walked — for
+    a caller that needs no attestation manifests, say; a missing one still breaks the index.
 
     The root itself must exist: `get` raising NotFound for it propagates (or it is opaque: a
     ValueError, since there is nothing to walk)."""
@@ -142,6 +146,8 @@ def walk(
                     continue
                 if exists is not None and not exists(child.digest):
                     graph.missing.append((manifest.digest, child))
+                    continue
+                if follow is not None and not follow(child):
                     continue
                 try:
                     got = get(child.digest)
@@ -180,22 +186,25 @@ def walk(
 
 
 def _listed_order(graph: Graph) -> list[Node]:
-    """Nodes parents-first, children in the order their index lists them (post-order reversed
-    would list the last child first)."""
-    by_parent: dict[str, list[Node]] = {}
-    for node in graph.nodes:
-        by_parent.setdefault(node.parent, []).append(node)
+    """One node per listing, parents first, each index's children in the order it lists them (post-order
+    reversed would list the last child first). A manifest an index lists twice (one image under two
+    platforms) or two indexes list is read and walked once, but is a node for each listing, with that
+    listing's descriptor and parent; each index's own list is gone through once (a cycle ends there)."""
+    if not graph.nodes:
+        return []
+    by_digest = {n.digest: n for n in graph.nodes}
     order: list[Node] = []
-    root = graph.nodes[-1]
+    listed: set[str] = set()
 
     def down(node: Node) -> None:
         order.append(node)
-        if isinstance(node.manifest, Index):
-            listed = {d.digest: i for i, d in enumerate(node.manifest.manifests)}
-            kids = [n for n in by_parent.get(node.digest, []) if n.digest in listed]
-            for kid in sorted(kids, key=lambda n: listed[n.digest]):
-                down(kid)
+        if isinstance(node.manifest, Index) and node.digest not in listed:
+            listed.add(node.digest)
+            for desc in node.manifest.manifests:
+                child = by_digest.get(desc.digest)  # None: missing, opaque or not followed
+                if child is not None:
+                    down(Node(child.manifest, desc, node.digest))
 
-    down(root)
+    down(graph.nodes[-1])
     order.extend(n for n in graph.nodes if n.referrer_of)
     return order

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from ..errors import NotFound, Unsupported
-from ..models import ConfigRow, HistoryRow, Index, LayerRow, Manifest, Platform, parse_timestamp
+from ..errors import IntegrityError, NotFound, Unsupported
+from ..models import ConfigRow, Descriptor, HistoryRow, Index, LayerRow, Manifest, Platform, parse_timestamp
 from ..refs import Ref
 from .fetch import Fetcher, child_label
 from .graph import Node, walk
@@ -27,6 +27,7 @@ __all__ = [
     "DEFAULT_JOBS",
     "Image",
     "Resolved",
+    "Scan",
     "config_rows",
     "history_rows",
     "image_layers",
@@ -34,6 +35,7 @@ __all__ = [
     "line_up",
     "resolve",
     "scan",
+    "text_mapping",
 ]
 
 DEFAULT_JOBS = 8
@@ -82,10 +84,35 @@ class Resolved:
     digest: str
     images: list[Image]
     missing: list[str]
+    #: (label, descriptor) of each child the registry lost, as `missing` names them.
+    lost: list[tuple[str, Descriptor]] = field(default_factory=list)
 
     @property
     def name(self) -> str:
         return ref_name(self.ref)
+
+
+@dataclass
+class Scan:
+    """What `scan` found: the tags it walked, and those it could not."""
+
+    found: list[Resolved] = field(default_factory=list)
+    #: `repo:tag` of tags still listed whose own manifest is gone.
+    torn: list[str] = field(default_factory=list)
+    #: (`repo:tag`, why) of tags whose manifest jindr cannot read (schema 1, malformed).
+    unreadable: list[tuple[str, str]] = field(default_factory=list)
+
+    def unreadable_notice(self) -> str:
+        """One line naming the tags skipped as unreadable, with why and what to do ("" for none)."""
+        if not self.unreadable:
+            return ""
+        count = len(self.unreadable)
+        named = ", ".join(f"{name} ({why})" for name, why in self.unreadable[:3])
+        more = f" and {count - 3} more" if count > 3 else ""
+        return (
+            f"warning: {count} {'tag' if count == 1 else 'tags'} skipped, not a manifest jindr reads: {named}{more}"
+            " — re-push the image with a current client (`skopeo copy` converts schema 1), or `rmi` the tag"
+        )
 
 
 def ref_name(ref: Ref) -> str:
@@ -121,14 +148,20 @@ def resolve(fetcher: Fetcher, ref: Ref, *, attestations: bool = False) -> Resolv
         except Unsupported:
             return None  # schema 1 or a foreign document: kept opaque, not descended
 
-    graph = walk(get, top, exists=lambda digest: fetcher.exists(repository, digest))
+    graph = walk(
+        get,
+        top,
+        exists=lambda digest: fetcher.exists(repository, digest),
+        # Attestations not asked for are only checked, not read.
+        follow=None if attestations else (lambda desc: not desc.is_attestation),
+    )
     indexes = {n.digest: n.manifest for n in graph.nodes if isinstance(n.manifest, Index)}
     images = []
     for node in graph.images(attestations=attestations):
         assert isinstance(node.manifest, Manifest)
         images.append(Image(fetcher, ref, _platform(fetcher, repository, node, indexes), node.manifest))
-    missing = [child_label(indexes[parent], desc) for parent, desc in graph.missing]
-    return Resolved(ref, top.digest, images, missing)
+    lost = [(child_label(indexes[parent], desc), desc) for parent, desc in graph.missing]
+    return Resolved(ref, top.digest, images, [label for label, _ in lost], lost)
 
 
 def _platform(fetcher: Fetcher, repository: str, node: Node, indexes: dict[str, Index]) -> str:
@@ -182,10 +215,15 @@ def scan(
     *,
     attestations: bool = False,
     jobs: int = DEFAULT_JOBS,
-) -> list[Resolved]:
+) -> Scan:
     """Every tag of the selected repositories (all when `selection` is empty) walked, with its
-    images' layers; a `Ref` with a tag or digest selects that image. Sorted by repository, tag."""
+    images' layers; a `Ref` with a tag or digest selects that image. Sorted by repository, tag.
+
+    A listed tag whose manifest is gone (torn) or cannot be read (schema 1, malformed) is not
+    walked but named in the result; one the user named raises."""
     client = fetcher.client
+    torn: list[str] = []
+    unreadable: list[tuple[str, str]] = []
     with workers(jobs, "jindr-layers") as pool:
         run: Callable[..., Any] = map if fetcher.local else pool.map  # storage reads: threads only cost
         whole = [r.repository for r in selection if not (r.tag or r.digest)]
@@ -204,14 +242,33 @@ def scan(
             except NotFound:
                 if explicit:
                     raise
-                return None  # deleted between the tag list and now: not part of the listing
+                if ref.tag in client.tags(ref.repository):
+                    torn.append(ref_name(ref))  # still listed, manifest gone: it does not pull
+                return None  # else deleted between the tag list and now: not part of the listing
+            except (Unsupported, IntegrityError) as exc:
+                if explicit and "re-push" in str(exc):
+                    raise  # the parser's message already says what to do
+                if explicit:
+                    raise type(exc)(
+                        f"{exc}; `layers` cannot read {ref_name(ref)}: re-push it with a current client, or `rmi` it",
+                        registry=client.registry,
+                    ) from None
+                unreadable.append((ref_name(ref), _why(exc)))
+                return None
             for image in found.images:
                 image_layers(image)
             return found
 
         results = [r for r in run(one, unique) if r is not None]
     results.sort(key=lambda r: (r.ref.repository, r.ref.tag or "", r.ref.digest or ""))
-    return results
+    return Scan(results, sorted(torn), sorted(unreadable))
+
+
+def _why(exc: Exception) -> str:
+    """A few words for why a manifest cannot be read (the parser's own message says which)."""
+    if isinstance(exc, Unsupported):
+        return "Docker schema 1" if "schema 1" in str(exc) else "a media type jindr does not read"
+    return "malformed"
 
 
 def _tags(client: Any, *, explicit: bool) -> Callable[[str], list[str]]:
@@ -309,9 +366,7 @@ def config_rows(found: Resolved) -> list[ConfigRow]:
                 _strings(run.get("Entrypoint")),
                 _strings(run.get("Cmd")),
                 _strings(run.get("Env")),
-                {str(k): _text(v) for k, v in (run.get("Labels") or {}).items()}
-                if isinstance(run.get("Labels"), dict)
-                else {},
+                text_mapping(run.get("Labels")),
                 sorted(str(p) for p in run.get("ExposedPorts") or {})
                 if isinstance(run.get("ExposedPorts"), dict)
                 else [],
@@ -328,8 +383,9 @@ def runtime_config(data: dict[str, Any]) -> dict[str, Any]:
     return run if isinstance(run, dict) else {}
 
 
-def _mapping(value: Any) -> dict[str, str]:
-    """A JSON object's keys and text values ({} when it is not an object; non-text values as JSON)."""
+def text_mapping(value: Any) -> dict[str, str]:
+    """A JSON object's keys and text values ({} when it is not an object; non-text values as JSON) —
+    how `config` and `diff` both show labels."""
     if not isinstance(value, dict):
         return {}
     return {str(k): v if isinstance(v, str) else json.dumps(v) for k, v in value.items()}

@@ -34,6 +34,7 @@ from ..models import (
     CopyRow,
     Index,
     Manifest,
+    config_platform,
     parse_manifest,
 )
 from ..refs import Ref, parse_ref
@@ -349,9 +350,11 @@ def _push(
         client.put_manifest(repo, child.digest, child.raw, child.media_type)
     client.put_manifest(repo, image.top.digest, image.top.raw, image.top.media_type)
     client.put_manifest(repo, tag, image.top.raw, image.top.media_type)
-    platforms = (
-        sorted({str(d.platform) for d in image.top.images if d.platform}) if isinstance(image.top, Index) else []
-    )
+    if isinstance(image.top, Index):
+        platforms = sorted({str(d.platform) for d in image.top.images if d.platform})
+    else:  # a single image: its config (in the archive) names the platform, as `lsi` shows it
+        found = config_platform(source.read(image.blobs[image.top.config.digest][0]))
+        platforms = [found] if found else []
     return CopyRow(
         source=path_label(source),
         destination=str(ref.with_tag(tag)),
@@ -516,7 +519,11 @@ def save(client: RegistryClient, ref: Ref, path: Path) -> CopyRow:
     finally:
         if as_tar:
             shutil.rmtree(work, ignore_errors=True)
-    platforms = sorted({str(d.platform) for d in top.images if d.platform}) if isinstance(top, Index) else []
+    if isinstance(top, Index):
+        platforms = sorted({str(d.platform) for d in top.images if d.platform})
+    else:  # a single image: its config names the platform, as `lsi` shows it
+        found = config_platform(client.get_blob(ref.repository, top.config.digest, limit=16 * 1024 * 1024))
+        platforms = [found] if found else []
     return CopyRow(
         source=str(ref),
         destination=str(path),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable, Sequence
 from datetime import datetime
 
-from ..errors import NotFound
+from ..errors import IntegrityError, NotFound, Unsupported
 from ..models import ImageRow, Index, LongImageRow, Manifest, RepoRow, parse_manifest
 from ..refs import Ref
 from .fetch import Fetcher
@@ -33,10 +33,13 @@ def list_images(
     long: bool = False,
     jobs: int = DEFAULT_JOBS,
     progress: Progress | None = None,
+    unreadable: list[tuple[str, str]] | None = None,
 ) -> list[ImageRow]:
     """One row per tag of the selected repositories (all when `selection` is empty).
 
     A `Ref` with a tag or digest selects just that image; without, every tag of its repository.
+    A listed tag whose manifest jindr cannot read (Docker schema 1, not a manifest) does not stop
+    the listing: it is left out and, when `unreadable` is given, added to it as (repo:tag, why).
     """
     client = fetcher.client
     with workers(jobs, "jindr-list") as pool:
@@ -71,6 +74,11 @@ def list_images(
                 if long:
                     return LongImageRow(registry, repo, reference, "", "", "", [], 0, None, [TORN])
                 return ImageRow(registry, repo, reference, "", "", "", [], [TORN])
+            except (Unsupported, IntegrityError) as exc:
+                if explicit or unreadable is None:
+                    raise
+                unreadable.append((f"{repo}:{reference}", str(exc)))
+                return None
 
         rows: list[ImageRow] = []
         # From the registry's storage each row is a few small file reads: Python-bound work that

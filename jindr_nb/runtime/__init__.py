@@ -36,7 +36,7 @@ def select(name: str = "auto", *, image: str | None = None, binary: str | None =
     from .docker import DockerRuntime, engine_answers
 
     if engine_answers():
-        return DockerRuntime(image=image)
+        return DockerRuntime(image=image, remember_pulls=find_binary(binary) is not None)
     if find_binary(binary):
         return ProcessRuntime(binary)
     raise RuntimeFailure(

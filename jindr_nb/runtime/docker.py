@@ -8,8 +8,10 @@ images behave the same.
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,9 +32,12 @@ from .base import (
     write_private,
 )
 
-__all__ = ["DEFAULT_IMAGE", "DockerRuntime", "engine_answers", "engine_down_rows"]
+__all__ = ["DEFAULT_IMAGE", "PULL_MEMORY_S", "DockerRuntime", "engine_answers", "engine_down_rows", "pull_failed_at"]
 
 DEFAULT_IMAGE = "registry:3"
+#: How long a failed pull of the registry image is remembered: auto starts use the binary meanwhile
+#: without asking Docker again. `start --runtime docker` always pulls (and forgets the failure).
+PULL_MEMORY_S = 3600.0
 LABEL_REGISTRY = "jindr_nb.registry"
 LABEL_STORAGE = "jindr_nb.storage"
 LABEL_UPSTREAM = "jindr_nb.upstream"
@@ -66,8 +71,10 @@ class DockerRuntime:
 
     name = "docker"
 
-    def __init__(self, client: Any = None, image: str | None = None) -> None:
+    def __init__(self, client: Any = None, image: str | None = None, *, remember_pulls: bool = False) -> None:
         self._client = client
+        #: True (the auto runtime): a pull that failed within PULL_MEMORY_S is not tried again.
+        self.remember_pulls = remember_pulls
         self.image = image or os.environ.get("JINDR_REGISTRY_IMAGE") or DEFAULT_IMAGE
         if not _IMAGE.fullmatch(self.image):
             raise RuntimeFailure(f"invalid registry image {self.image!r}: expected NAME[:TAG][@DIGEST]")
@@ -299,7 +306,12 @@ class DockerRuntime:
         except ImageNotFound:
             pass
         except DockerException as exc:  # e.g. 400 "invalid reference format"
-            raise ImageUnavailable(f"docker cannot use the image {self.image!r}: {_short(exc)}") from None
+            raise ImageUnavailable(
+                f"docker cannot use the image {self.image!r}: {_short(exc)}", image=self.image
+            ) from None
+        tried = pull_failed_at(self.image) if self.remember_pulls else None
+        if tried is not None:
+            raise ImageUnavailable(f"docker could not pull {self.image} recently", image=self.image, tried_at=tried)
         repository, _, tag = self.image.rpartition(":") if ":" in self.image.split("/")[-1] else (self.image, "", "")
         try:
             for event in self.client.api.pull(repository, tag=tag or "latest", stream=True, decode=True):
@@ -307,10 +319,13 @@ class DockerRuntime:
                     progress(" ".join(str(event.get(k, "")) for k in ("id", "status", "progress")).strip())
             self.client.images.get(self.image)
         except DockerException as exc:
+            _remember_pull(self.image, _short(exc))
             raise ImageUnavailable(
                 f"could not pull {self.image} ({_short(exc)}); pass --image with an image you have, "
-                "or use --runtime process"
+                "or use --runtime process",
+                image=self.image,
             ) from None
+        _remember_pull(self.image, None)
 
     def _holder(self, port: int) -> str:
         try:
@@ -499,6 +514,39 @@ def _loopback_url(url: str) -> bool:
 
     netloc = urlsplit(url).netloc
     return bool(netloc) and is_loopback(netloc)
+
+
+def _pull_memory() -> Path:
+    return state_dir() / "docker" / "pulls.json"
+
+
+def pull_failed_at(image: str) -> float | None:
+    """When a pull of `image` last failed (time.time()), if less than PULL_MEMORY_S ago; else None."""
+    try:
+        at = float(json.loads(_pull_memory().read_text())[image]["failed_at"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return at if 0 <= time.time() - at < PULL_MEMORY_S else None
+
+
+def _remember_pull(image: str, reason: str | None) -> None:
+    """Record that pulling `image` failed just now (and why), or forget it (`reason` None)."""
+    path = _pull_memory()
+    try:
+        known = json.loads(path.read_text())
+        known = known if isinstance(known, dict) else {}
+    except (OSError, ValueError):
+        known = {}
+    if reason is None and image not in known:
+        return
+    if reason is None:
+        del known[image]
+    else:
+        known[image] = {"failed_at": time.time(), "reason": reason}
+    try:
+        write_private(path, json.dumps(known, indent=1) + "\n")
+    except OSError:
+        pass  # only a shortcut for the next start: a read-only state dir costs a pull attempt, no more
 
 
 def _short(exc: BaseException) -> str:

@@ -4,6 +4,9 @@ Populates two registries (the real registry binary) through jindr's client with 
 x 4 tags x 2 platforms — A: OCI indexes with attestations, B: Docker manifest lists (the only kind
 jindr 1.5.0 can read) — then times each tool several times, interleaved, and prints medians,
 ratios, peak RSS, and how many repositories and tags each tool reported against what was pushed.
+`layers` is measured in the same run: cold over the API against a cold `lsi -l`, cold from the
+storage of the registry jindr runs, and repeated in a warm kernel (`--only layers` measures just
+that, on the OCI registry, for a quick check).
 """
 
 from __future__ import annotations
@@ -203,32 +206,31 @@ def panel_render(rows: int = 5000, runs: int = 5) -> dict[str, float]:
     return {k: statistics.median(v) for k, v in out.items()}
 
 
-def warm_kernel(address: str, runs: int, *, local: bool) -> list[float]:
+def warm_kernel(address: str, runs: int, *, local: bool, command: str = "lsi -l") -> list[float]:
     from IPython.core.interactiveshell import InteractiveShell
 
     ip = InteractiveShell.instance()
     if "jindr_nb" not in ip.extension_manager.loaded:
         ip.run_line_magic("load_ext", "jindr_nb")
     flag = "" if local else " --no-local"
-    ip.run_line_magic("jindr", f"-r {address} lsi -l{flag}")
+    ip.run_line_magic("jindr", f"-r {address} {command}{flag}")
     times = []
     for _ in range(runs):
         start = time.perf_counter()
-        frame = ip.run_line_magic("jindr", f"-r {address} lsi -l{flag}")
+        frame = ip.run_line_magic("jindr", f"-r {address} {command}{flag}")
         times.append(time.perf_counter() - start)
         assert len(frame) > 0
     return times
 
 
 def count_rows(text: str, address_port: str) -> tuple[int, int]:
-    """(repositories, tags) in a listing printed by either tool."""
-    repos, tags = set(), 0
+    """(repositories, tags) in a listing printed by either tool (`layers` prints a tag once per layer)."""
+    tags = set()
     for line in text.splitlines():
         match = re.search(r"(?:localhost|127\.0\.0\.1):" + address_port + r"/?\s*(\S+)\s+(\S+)", line)
         if match:
-            repos.add(match.group(1))
-            tags += 1
-    return len(repos), tags
+            tags.add((match.group(1), match.group(2)))
+    return len({repo for repo, _ in tags}), len(tags)
 
 
 def med(values: list[float]) -> float:
@@ -241,19 +243,29 @@ def main() -> int:
     parser.add_argument("--repos", type=int, default=150)
     parser.add_argument("--tags", type=int, default=4)
     parser.add_argument("--out", default=str(ROOT / "tests" / "benchmarks" / "results-core.md"))
+    parser.add_argument(
+        "--only", choices=["all", "layers"], default="all", help="layers: only the `layers` measurements (no peer)"
+    )
     opts = parser.parse_args()
-    ensure_peer()
+    full = opts.only == "all"
+    if full:
+        ensure_peer()
     work = Path(tempfile.mkdtemp(prefix="jindr-bench-"))
     os.environ["JINDR_STATE_DIR"] = str(work / "state")
     oci_address = f"localhost:{free_port()}"
     jindr("-r", oci_address, "start", "--runtime", "process", "-d", str(work / "oci"))
     reg_oci = _Managed(oci_address)
-    reg_list = start_registry(work / "list")
+    reg_list = start_registry(work / "list") if full else None
     try:
         t0 = time.perf_counter()
         pushed = populate(reg_oci.address, opts.repos, opts.tags, True, 1)
-        populate(reg_list.address, opts.repos, opts.tags, False, 2)
-        print(f"populated 2 x {opts.repos} repos x {opts.tags} tags in {time.perf_counter() - t0:.1f} s", flush=True)
+        if reg_list is not None:
+            populate(reg_list.address, opts.repos, opts.tags, False, 2)
+        registries = 2 if full else 1
+        print(
+            f"populated {registries} x {opts.repos} repos x {opts.tags} tags in {time.perf_counter() - t0:.1f} s",
+            flush=True,
+        )
         res: dict[str, list[float]] = {}
         rss: dict[str, int] = {}
         counts: dict[str, tuple[int, int]] = {}
@@ -265,47 +277,69 @@ def main() -> int:
             if port is not None:
                 counts[name] = count_rows(out, port) if code == 0 else (0, 0)
 
-        lport, oport = str(reg_list.port), str(reg_oci.port)
+        oport = str(reg_oci.port)
+        lport = str(reg_list.port) if reg_list is not None else ""
         peer_r = ["-r", f"localhost:{lport}"]
+        on_oci = ["-r", f"localhost:{oport}"]
         for run in range(opts.runs):
             cold = work / f"cache-cold-{run}"
             warm = work / "cache-warm"
-            record("jindr 1.5.0 lsi (Docker lists)", PEER + peer_r + ["lsi"], lport)
-            record(
-                "jindr_nb lsi (Docker lists)",
-                OURS + ["-r", f"localhost:{lport}", "lsi"],
-                lport,
-                {"JINDR_CACHE_DIR": str(warm)},
-            )
-            record("jindr 1.5.0 lsi (OCI)", PEER + ["-r", f"localhost:{oport}", "lsi"], oport)
-            api = ["-r", f"localhost:{oport}", "lsi", "--no-local"]
-            record("jindr_nb lsi (OCI)", OURS + api, oport, {"JINDR_CACHE_DIR": str(warm)})
+            api = [*on_oci, "lsi", "--no-local"]
+            if full:
+                record("jindr 1.5.0 lsi (Docker lists)", PEER + peer_r + ["lsi"], lport)
+                record(
+                    "jindr_nb lsi (Docker lists)",
+                    OURS + ["-r", f"localhost:{lport}", "lsi"],
+                    lport,
+                    {"JINDR_CACHE_DIR": str(warm)},
+                )
+                record("jindr 1.5.0 lsi (OCI)", PEER + ["-r", f"localhost:{oport}", "lsi"], oport)
+                record("jindr_nb lsi (OCI)", OURS + api, oport, {"JINDR_CACHE_DIR": str(warm)})
             record("jindr_nb lsi -l cold (OCI)", OURS + api + ["-l"], oport, {"JINDR_CACHE_DIR": str(cold)})
-            record("jindr_nb lsi -l repeated (OCI)", OURS + api + ["-l"], oport, {"JINDR_CACHE_DIR": str(warm)})
+            # Right after the cold `lsi -l` it is compared with, on its own empty cache.
             record(
-                "jindr_nb lsi -l cold, local storage (OCI)",
-                OURS + ["-r", f"localhost:{oport}", "lsi", "-l"],
+                "jindr_nb layers cold (OCI)",
+                OURS + on_oci + ["layers", "--no-local"],
                 oport,
-                {"JINDR_CACHE_DIR": str(work / f"cache-local-{run}")},
+                {"JINDR_CACHE_DIR": str(work / f"cache-layers-{run}")},
             )
-            record("jindr 1.5.0 --help", PEER + ["--help"])
-            record("jindr_nb --help", OURS + ["--help"])
-        some_digest = RegistryClient(reg_oci.address).get_manifest("bench/app000", "v0").digest
-        wrk = wrk_rate(reg_oci.address, "bench/app000", some_digest)
-        rates = [in_process_rate(reg_oci.address) for _ in range(3)]
-        kernel = warm_kernel(reg_oci.address, opts.runs, local=False)
-        kernel_local = warm_kernel(reg_oci.address, opts.runs, local=True)
-        lifecycle = start_stop_times(work, opts.runs)
-        panel = panel_render()
+            if full:
+                record("jindr_nb lsi -l repeated (OCI)", OURS + api + ["-l"], oport, {"JINDR_CACHE_DIR": str(warm)})
+                record(
+                    "jindr_nb lsi -l cold, local storage (OCI)",
+                    OURS + on_oci + ["lsi", "-l"],
+                    oport,
+                    {"JINDR_CACHE_DIR": str(work / f"cache-local-{run}")},
+                )
+            record(
+                "jindr_nb layers cold, local storage (OCI)",
+                OURS + on_oci + ["layers"],
+                oport,
+                {"JINDR_CACHE_DIR": str(work / f"cache-layers-local-{run}")},
+            )
+            if full:
+                record("jindr 1.5.0 --help", PEER + ["--help"])
+                record("jindr_nb --help", OURS + ["--help"])
+        kernel_layers = warm_kernel(reg_oci.address, opts.runs, local=True, command="layers")
+        if full:
+            some_digest = RegistryClient(reg_oci.address).get_manifest("bench/app000", "v0").digest
+            wrk = wrk_rate(reg_oci.address, "bench/app000", some_digest)
+            rates = [in_process_rate(reg_oci.address) for _ in range(3)]
+            kernel = warm_kernel(reg_oci.address, opts.runs, local=False)
+            kernel_local = warm_kernel(reg_oci.address, opts.runs, local=True)
+            lifecycle = start_stop_times(work, opts.runs)
+            panel = panel_render()
     finally:
         jindr("-r", oci_address, "stop", "-G")
-        reg_list.stop()
+        if reg_list is not None:
+            reg_list.stop()
         shutil.rmtree(work, ignore_errors=True)
 
-    peer_lsi = med(res["jindr 1.5.0 lsi (Docker lists)"])
+    peer_lsi = med(res["jindr 1.5.0 lsi (Docker lists)"]) if full else None
+    per_registry = "per registry" if full else "(the OCI registry only: --only layers)"
     lines = [
         f"Machine: {os.cpu_count()} cores, {platform_line()}; registry: Debian docker-registry 2.8.2 on 127.0.0.1; "
-        f"{opts.runs} runs each, interleaved; pushed {opts.repos} repositories / {pushed} tags per registry.",
+        f"{opts.runs} runs each, interleaved; pushed {opts.repos} repositories / {pushed} tags {per_registry}.",
         "",
         "| command | median s | vs jindr 1.5.0 lsi | peak RSS MiB | repositories / tags reported |",
         "|---|---:|---:|---:|---:|",
@@ -313,8 +347,27 @@ def main() -> int:
     for name, values in res.items():
         reported = counts.get(name)
         rep = f"{reported[0]} / {reported[1]}" if reported else ""
-        ratio = f"{med(values) / peer_lsi:.2f}x" if "help" not in name else ""
+        ratio = f"{med(values) / peer_lsi:.2f}x" if peer_lsi and "help" not in name else ""
         lines.append(f"| `{name}` | {med(values):.3f} | {ratio} | {rss[name] / 1024:.0f} | {rep} |")
+    layers_cold = med(res["jindr_nb layers cold (OCI)"])
+    layers_ratio = layers_cold / med(res["jindr_nb lsi -l cold (OCI)"])
+    layers_local = med(res["jindr_nb layers cold, local storage (OCI)"])
+    layer_lines = [
+        "",
+        f"`layers` ({pushed} tags x 2 platforms, one row per layer), medians of {opts.runs} runs:",
+        f"- cold over the API: {layers_cold:.3f} s, {layers_ratio:.2f}x a cold `lsi -l` over the API in the same "
+        f"runs (target <= 1.2x: {_verdict(layers_ratio <= 1.2)}).",
+        f"- Warm kernel, repeated `%jindr layers` on the registry jindr runs (local storage): median "
+        f"{med(kernel_layers):.3f} s (min {min(kernel_layers):.3f}, max {max(kernel_layers):.3f}; target <= 0.3 s: "
+        f"{_verdict(med(kernel_layers) <= 0.3)}).",
+        f"- `jindr layers`, cold CLI on the registry jindr runs (local storage): {layers_local:.3f} s "
+        f"(target <= 0.5 s: {_verdict(layers_local <= 0.5)}).",
+    ]
+    if not full:
+        report = "\n".join(lines + layer_lines)
+        print(report)
+        Path(opts.out).write_text(report + "\n")
+        return 0
     help_ratio = med(res["jindr_nb --help"]) / med(res["jindr 1.5.0 --help"])
     cold_s, requests, _ = rates[0]
     rate = med([r[2] for r in rates])
@@ -340,11 +393,16 @@ def main() -> int:
         f"- Cold `lsi -l` in process: {requests} HTTP requests at a median {rate:.0f} requests/s; `wrk` (C, 2 threads, "
         f"16 connections) on one manifest of the same registry: {wrk:.0f} requests/s, so jindr_nb reaches "
         f"{rate / wrk:.0%} of the registry's ceiling.",
+        *layer_lines,
     ]
     report = "\n".join(lines)
     print(report)
     Path(opts.out).write_text(report + "\n")
     return 0
+
+
+def _verdict(met: bool) -> str:
+    return "met" if met else "NOT met"
 
 
 def platform_line() -> str:
