@@ -50,7 +50,9 @@ OTHER_PYTHONS ?= 3.12 3.13
 
 test: deps venv lint
 	@for v in $(OTHER_PYTHONS); do \
-	  py=$$(command -v python$$v || ls -d $$HOME/.pyenv/versions/$$v.*/bin/python$$v 2>/dev/null | sort -V | tail -1); \
+	  py=""; for c in $$(command -v python$$v) $$(ls -d $$HOME/.pyenv/versions/$$v.*/bin/python$$v 2>/dev/null | sort -Vr); do \
+	    if "$$c" -c "import sys" >/dev/null 2>&1; then py=$$c; break; fi; \
+	  done; \
 	  if [ -z "$$py" ]; then \
 	    if [ -n "$$CI" ]; then echo "python$$v is missing (requires-python promises it)"; exit 1; fi; \
 	    echo "python$$v not found: its tests are not run here"; continue; \

@@ -189,3 +189,25 @@ def test_analysis_du_bars_in_jupyterlab(browser, tmp_path: Path) -> None:
     finally:
         page.close()
         lab.stop()
+
+
+def test_multi_platform_notebook_in_jupyterlab(browser, tmp_path: Path) -> None:
+    """The fourth notebook: an index's tree and its platforms, as a person reads them."""
+    from playwright.sync_api import expect
+
+    lab, page = _run_notebook(browser, tmp_path, "multi-platform.ipynb")
+    try:
+        tree = _cell(page, "%jindr inspect archy:latest").locator(".jindr-frame")
+        expect(tree.locator(".jindr-root")).to_have_text("archy:latest")
+        branches = [t.strip() for t in tree.locator(".jindr-tree").all_inner_texts()]
+        assert "├─ linux/amd64" in branches and any("linux/arm64" in b for b in branches), branches
+        sizes = tree.locator("tbody td", has_text=UNIT).count()
+        assert sizes >= 3  # the index and its platforms, with units
+        _digest_one_click_away(page, tree)
+        listing = _cell(page, "%jindr lsi archy").locator(".jindr-frame")
+        headers = [h.strip() for h in listing.locator("thead th").all_inner_texts()]
+        platforms = listing.locator(f"tbody td:nth-child({headers.index('platforms') + 1})").inner_text()
+        assert "linux/amd64" in platforms and "linux/arm64" in platforms, platforms
+    finally:
+        page.close()
+        lab.stop()
