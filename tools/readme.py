@@ -26,6 +26,7 @@ def reliability_table(counts: Path) -> str:
         "runtime_faults": ("Runtime faults (engine down, SIGKILL, stale pid, read-only, disk full)", "fault_cases"),
         "load": ("Load: 2,000 repositories x 5 tags, listings during writes", "load_cases"),
         "security": ("Security (loopback only, 0700, no shell, secrets never shown)", "security_cases"),
+        "data_layers": ("Registry as data: layers, history, config, diff against real builds", "data_cases"),
     }
     lines = ["| area | cases tried |", "|---|---|"]
     # The safety family is counted by several modules (tests/test_safety_*.py): one line, their sum.
