@@ -138,6 +138,27 @@ def podman_engine(tmp_path_factory: pytest.TempPathFactory):
     proc.wait(10)
 
 
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's Chromium driven by Playwright (never `playwright install`: it cannot download here)."""
+    from browser import CHROMIUM_ARGS, chromium_path
+
+    path = chromium_path()
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        path = None
+    if path is None:
+        _need(
+            "Chromium or Playwright",
+            "Chromium or Playwright is missing (apt-get install chromium; pip install playwright)",
+        )
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
 @pytest.fixture()
 def process_registry(tmp_path: Path) -> str:
     """A registry that jindr itself runs (process runtime, storage under tmp_path); its address."""

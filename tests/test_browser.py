@@ -2,36 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
 import pytest
-from browser import CHROMIUM_ARGS, Lab, chromium_path, run_all
+from browser import Lab, run_all
 from rig import ImageFactory, free_port, start_registry
 
 from jindr_nb.client import RegistryClient
 
 ROOT = Path(__file__).resolve().parent.parent
 IMG = ROOT / "notebooks" / "img"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    path = chromium_path()
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        path = None
-    if path is None:
-        message = "Chromium or Playwright is missing (apt-get install chromium; pip install playwright)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture()

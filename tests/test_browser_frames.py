@@ -4,13 +4,11 @@ real (headless) Chromium 1280 px wide — full digests one click away, sizes wit
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 from pathlib import Path
 
-import pytest
-from browser import CHROMIUM_ARGS, Lab, chromium_path, run_all
+from browser import Lab, run_all
 from rig import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -19,27 +17,10 @@ UNIT = re.compile(r"^\d+(\.\d)? (B|KiB|MiB|GiB)$")
 WIDTH = 1280
 
 
-@pytest.fixture(scope="module")
-def browser():
-    path = chromium_path()
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        path = None
-    if path is None:
-        message = "Chromium or Playwright is missing (apt-get install chromium; pip install playwright)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=path, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
 def _run_notebook(browser, tmp_path: Path, notebook: str):  # noqa: ANN001, ANN202 - Playwright objects
     """Serve a copy of the notebook (and its sample images), run all its cells without Docker on a
     fresh registry, and wait until the last cell has run."""
+    from conftest import _need_binary
     from playwright.sync_api import expect
 
     _need_binary()
@@ -61,16 +42,6 @@ def _run_notebook(browser, tmp_path: Path, notebook: str):  # noqa: ANN001, ANN2
     expect(page.locator(".jp-InputPrompt", has_text="[*]")).to_have_count(0, timeout=60_000)
     assert page.locator(".jp-OutputArea-output", has_text="Traceback").count() == 0, "a cell failed"
     return lab, page
-
-
-def _need_binary() -> None:
-    from rig import registry_binary
-
-    if registry_binary() is None:
-        message = "the registry binary is missing: apt-get install docker-registry (make test does this)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
 
 
 def _cell(page, source: str):  # noqa: ANN001, ANN202

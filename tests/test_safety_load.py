@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from clients import need_tool
 from IPython.core.interactiveshell import InteractiveShell
 from jindr_run import jindr
 from rig import ImageFactory, LocalRegistry, start_registry, write_counts
@@ -39,14 +40,6 @@ def case(name: str) -> None:
 def _write_counts():
     yield
     write_counts("safety_load", safety_cases=len(CASES), cases=CASES)
-
-
-def _need_tool(tool: str) -> None:
-    if shutil.which(tool) is None:
-        message = f"{tool} is not installed (apt-get install {tool}; make test does)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
 
 
 def _run(*argv: str) -> None:
@@ -130,7 +123,7 @@ def _loaded(registry: LocalRegistry, *argv: str) -> list:
 @pytest.fixture()
 def umoci_layout(tmp_path: Path) -> Layout:
     """A three-image umoci layout; each image gets its own file, so its own layer and digest."""
-    _need_tool("umoci")
+    need_tool("umoci", "umoci")
     path = tmp_path / "umoci"
     _run("umoci", "init", "--layout", str(path))
     for name in ("one", "two", "three"):
@@ -155,7 +148,7 @@ def source(registry: LocalRegistry, tmp_path: Path) -> LocalRegistry:
 @pytest.fixture()
 def skopeo_layout(source: LocalRegistry, tmp_path: Path) -> Layout:
     """`skopeo copy` twice into one layout: a multi-platform index (with --all) and a single image."""
-    _need_tool("skopeo")
+    need_tool("skopeo", "skopeo")
     with RegistryClient(source.address) as c:
         factory = ImageFactory(c, seed=11)
         factory.index("src/alpha", "1")
@@ -377,7 +370,7 @@ def test_layout_load_that_moves_a_tag_says_so(registry, umoci_layout: Layout) ->
 
 
 def test_tarball_load_that_moves_a_tag_says_so(registry, source: LocalRegistry, tmp_path: Path) -> None:
-    _need_tool("skopeo")
+    need_tool("skopeo", "skopeo")
     with RegistryClient(source.address) as c:
         factory = ImageFactory(c, seed=23)
         factory.single("src/x", "1")

@@ -159,31 +159,28 @@ class Fetcher:
 
     def config(self, repository: str, digest: str) -> ConfigInfo:
         """Platform and created time of a config blob."""
-        hit = self.cache.get(digest, disk=self.persist)
-        if hit is None:
-            raw = self.client.get_blob(repository, digest, limit=16 * 1024 * 1024)
-            self.cache.put(digest, "", raw, persist=self.persist)
-        else:
-            raw = hit[1]
-        try:
-            data = json.loads(raw)
-        except ValueError:
-            data = {}
-        if not isinstance(data, dict):
-            data = {}
-        return ConfigInfo(Platform.from_json(data), config_created(raw))
+        raw = self._config_raw(repository, digest)
+        return ConfigInfo(Platform.from_json(_json_object(raw)), config_created(raw))
 
     def config_json(self, repository: str, digest: str) -> dict:
         """A config blob parsed as JSON, through the same cache as `config` ({} when it is not a
         JSON object: such an image has nothing to show, which is not an error of the listing)."""
+        return _json_object(self._config_raw(repository, digest))
+
+    def _config_raw(self, repository: str, digest: str) -> bytes:
+        """A config blob's bytes, by digest from the cache when it has them."""
         hit = self.cache.get(digest, disk=self.persist)
-        if hit is None:
-            raw = self.client.get_blob(repository, digest, limit=16 * 1024 * 1024)
-            self.cache.put(digest, "", raw, persist=self.persist)
-        else:
-            raw = hit[1]
-        try:
-            data = json.loads(raw)
-        except ValueError:
-            return {}
-        return data if isinstance(data, dict) else {}
+        if hit is not None:
+            return hit[1]
+        raw = self.client.get_blob(repository, digest, limit=16 * 1024 * 1024)
+        self.cache.put(digest, "", raw, persist=self.persist)
+        return raw
+
+
+def _json_object(raw: bytes) -> dict:
+    """`raw` parsed as a JSON object; {} for anything else."""
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
