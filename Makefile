@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 APT_PACKAGES := docker-registry docker.io podman runc chromium skopeo umoci
-BENCH_PACKAGES := wrk skopeo
+BENCH_PACKAGES := wrk skopeo time
 
 .PHONY: help deps venv notebook-venv test lint bench clean readme demo lab samples notebooks
 
@@ -11,7 +11,7 @@ help:
 	@echo "make demo   - start a registry, load the samples, run notebooks/quickstart.ipynb headless, stop"
 	@echo "make lab    - open the notebooks in JupyterLab (LAB_ARGS=\"--port=8899 --IdentityProvider.token=T --no-browser\")"
 	@echo "make test   - install what is missing (apt, venv) and run the test suite"
-	@echo "make lint   - ruff"
+	@echo "make lint   - ruff and mypy (settings in pyproject.toml)"
 	@echo "make bench  - benchmarks against jindr 1.5.0 (printed, and the tables for the README)"
 
 deps:
@@ -66,6 +66,7 @@ test: deps venv lint
 lint: venv
 	$(VENV)/bin/ruff check jindr_nb tests tools
 	$(VENV)/bin/ruff format --check jindr_nb tests tools
+	$(VENV)/bin/mypy
 
 bench:
 	$(MAKE) deps EXTRA_APT="$(BENCH_PACKAGES)"

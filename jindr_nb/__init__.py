@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.8.0"
-__all__ = ["__version__", "load_ipython_extension"]
+__version__ = "0.9.0"
+__all__ = ["__version__", "load_ipython_extension", "unload_ipython_extension"]
 
 
 def load_ipython_extension(ipython: Any) -> None:
@@ -16,3 +16,11 @@ def load_ipython_extension(ipython: Any) -> None:
     from .magics import JindrMagics
 
     ipython.register_magics(JindrMagics)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """Remove `%jindr` and what it added to the shell (IPython calls this on `%unload_ext jindr_nb`,
+    and on `%reload_ext jindr_nb` before loading it again)."""
+    from .magics import unload_ipython_extension as unload
+
+    unload(ipython)

@@ -16,9 +16,10 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
-from .commands import HelpShown, Session, build_parser, run
+from .commands import HelpShown, build_parser, run
 from .errors import CommandLineError, JindrError
 from .frames import to_json, to_text
+from .session import Session
 
 __all__ = ["CLOSED_PIPE", "main"]
 

@@ -1,36 +1,50 @@
 """The one command table: names, aliases, arguments, help and handlers, for every face.
 
 The magic, the CLI and the README reference are all built from `COMMANDS`. A handler parses
-nothing itself: it gets an argparse namespace and a `Session`, calls `ops`, and returns a `Result`.
+nothing itself: it gets an argparse namespace and a `Session`, turns the arguments into values
+(references, repository names), calls one thing in `ops` or `runtime`, and returns a `Result`.
+What a command does, and what it says about it, lives there.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
 
 from . import __version__
-from .errors import CommandLineError, ImageUnavailable, RuntimeFailure
-from .refs import DEFAULT_REGISTRY, Ref, is_loopback, parse_ref, parse_registry
-
-if TYPE_CHECKING:
-    from .client import RegistryClient
-    from .ops.cache import ContentCache
-    from .ops.fetch import Fetcher
+from .errors import CommandLineError, InvalidReference
+from .models import (
+    ActionRow,
+    ConfigRow,
+    CopyRow,
+    DiffRow,
+    DuRow,
+    DuTotalRow,
+    GcRow,
+    HistoryRow,
+    ImageRow,
+    InstanceRow,
+    LayerRow,
+    LongImageRow,
+    PlatformRow,
+    RepoRow,
+)
+from .refs import DEFAULT_REGISTRY, Ref, parse_registry, parse_repository
+from .session import Session
 
 __all__ = [
     "COMMANDS",
     "Command",
     "HelpShown",
     "Result",
-    "Session",
+    "Session",  # lives in session.py; here for the faces and tests that import it with the table
     "build_parser",
     "find_command",
     "panel_for",
+    "reference_markdown",
     "run",
 ]
 
@@ -49,95 +63,6 @@ class HelpShown(Exception):
     """Raised instead of exiting after `--help` or `--version` printed: the face returns nothing."""
 
 
-class Session:
-    """Long-lived state of a face: the default registry, pooled clients, and the content cache."""
-
-    def __init__(
-        self,
-        registry: str | None = None,
-        *,
-        cache: ContentCache | None = None,
-        confirm: Callable[[str], bool] | None = None,
-    ) -> None:
-        self.registry = parse_registry(registry or os.environ.get("JINDR_REGISTRY") or DEFAULT_REGISTRY)
-        self._cache = cache
-        self._clients: dict[str, RegistryClient] = {}
-        #: Asked before a destructive command acts (the CLI on a terminal); None acts without asking.
-        self.confirm = confirm
-        #: Makes a progress callback (done, total) for a named task; the faces supply bars or lines.
-        self.progress: Callable[[str], Callable[[int, int], None] | None] = lambda name: None
-        #: `--insecure` given: registries off loopback may be spoken to over plain HTTP.
-        self.insecure = False
-        #: Tells the user something that is not a result (a warning); the faces print it to stderr.
-        self.notice: Callable[[str], None] = _to_stderr
-
-    @property
-    def cache(self) -> ContentCache:
-        if self._cache is None:
-            from .ops.cache import ContentCache, default_cache_dir
-
-            self._cache = ContentCache(default_cache_dir())
-        return self._cache
-
-    def client(self, registry: str | None = None) -> RegistryClient:
-        """The pooled client for `registry` (default: the session's).
-
-        Loopback registries are spoken to over plain HTTP; every other one over HTTPS with the
-        certificate verified, unless `--insecure` (or JINDR_INSECURE_REGISTRIES) says otherwise.
-        """
-        from .client import RegistryClient, default_insecure
-
-        name = registry or self.registry
-        insecure = not is_loopback(name) and (self.insecure or name in default_insecure())
-        key = f"{name} (plain http)" if insecure else name
-        if key not in self._clients:
-            if insecure:
-                why = "--insecure" if self.insecure else "JINDR_INSECURE_REGISTRIES"
-                self.notice(f"jindr: warning: speaking plain HTTP to {name}: no TLS, as asked by {why}")
-            self._clients[key] = RegistryClient(name, insecure=insecure)
-        return self._clients[key]
-
-    def fetcher(self, registry: str | None = None, *, local: bool = True) -> Fetcher:
-        """Reads through the registry's storage when jindr runs it here (`local`), else its API."""
-        from .ops.fetch import Fetcher
-
-        client = self.client(registry)
-        if local:
-            from .runtime import local_storage
-
-            storage = local_storage(client.registry)
-            if storage is not None:
-                from .client.storage import StorageReader
-
-                return Fetcher(StorageReader(storage, client), self.cache)  # type: ignore[arg-type]
-        return Fetcher(client, self.cache)
-
-    def ref(self, text: str, *, default_tag: str | None = "latest") -> Ref:
-        """Parse a reference typed by the user, relative to the session's registry."""
-        return parse_ref(text, self.registry, default_tag=default_tag)
-
-    def with_registry(self, registry: str) -> Session:
-        """A view of this session on another default registry, sharing its clients and cache."""
-        registry = parse_registry(registry)
-        self.cache  # noqa: B018 - built here so that every view shares this one (and its open file)
-        view = copy.copy(self)
-        view.registry = registry
-        return view
-
-    def close(self) -> None:
-        for client in self._clients.values():
-            client.close()
-        self._clients.clear()
-        if self._cache is not None:
-            self._cache.close()
-
-
-def _to_stderr(text: str) -> None:
-    import sys
-
-    print(text, file=sys.stderr)
-
-
 Handler = Callable[[Session, argparse.Namespace], Result]
 
 
@@ -154,7 +79,11 @@ class Command:
     panel: str = ""
 
 
-# ---- handlers ------------------------------------------------------------------------------
+# ---- arguments shared by several commands ------------------------------------------------------
+
+
+def _no_arguments(p: argparse.ArgumentParser) -> None:
+    pass
 
 
 def _no_local(p: argparse.ArgumentParser) -> None:
@@ -166,56 +95,63 @@ def _no_local(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _jobs(p: argparse.ArgumentParser, default: int, what: str) -> None:
+    p.add_argument("-j", "--jobs", type=_positive_int, default=default, help=f"{what} (default {default})")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if not 1 <= value <= 64:
+        raise argparse.ArgumentTypeError(f"expected 1-64, got {value}")
+    return value
+
+
+def _tag(text: str) -> str:
+    try:
+        return Ref("localhost", "x").with_tag(text).tag or ""
+    except InvalidReference as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _confirmed(session: Session, args: argparse.Namespace, question: str) -> bool:
+    return args.yes or session.confirm is None or session.confirm(question)
+
+
+# ---- reading: ls, lsi, inspect, layers, history, config, diff, du ------------------------------
+
+
 def _args_ls(p: argparse.ArgumentParser) -> None:
     p.add_argument("pattern", nargs="*", help="only repositories matching these shell-style patterns")
     _no_local(p)
 
 
 def _ls(session: Session, args: argparse.Namespace) -> Result:
-    from fnmatch import fnmatchcase
-
-    from .models import RepoRow
     from .ops.listing import list_repositories
 
-    rows = list_repositories(session.fetcher(local=args.local))
-    if args.pattern:
-        rows = [r for r in rows if any(fnmatchcase(r.repository, pat) for pat in args.pattern)]
-    return Result(RepoRow, rows)
+    return Result(RepoRow, list_repositories(session.fetcher(local=args.local), args.pattern))
 
 
 def _args_lsi(p: argparse.ArgumentParser) -> None:
     p.add_argument("repos", nargs="*", metavar="REPO[:TAG]", help="repositories (or single images); default: all")
     p.add_argument("-l", "--long", action="store_true", help="add size (all platforms) and created (newest platform)")
-    p.add_argument("-j", "--jobs", type=_positive_int, default=8, help="concurrent requests (default 8)")
+    _jobs(p, 8, "concurrent requests")
     _no_local(p)
 
 
 def _lsi(session: Session, args: argparse.Namespace) -> Result:
-    from .models import ImageRow, LongImageRow
     from .ops.listing import list_images
+    from .ops.notices import listing_notice
 
     refs = [session.ref(text, default_tag=None) for text in args.repos]
-    row_type = LongImageRow if args.long else ImageRow
     rows: list[Any] = []
     unreadable: list[tuple[str, str]] = []
-    for registry in _registries(session, refs):
-        selection = [r for r in refs if r.registry == registry]
+    for registry, selection in session.by_registry(refs):
         fetcher = session.fetcher(registry, local=args.local)
-        rows.extend(list_images(fetcher, selection, long=args.long, jobs=args.jobs, unreadable=unreadable))
-    from .ops.listing import TORN
-
-    broken = [f"{r.repository}:{r.tag or r.digest}" for r in rows if r.missing]
-    torn = [f"{r.repository}:{r.tag}" for r in rows if TORN in r.missing]
-    notes = [_broken_notice(broken, torn)] if broken else []
-    if unreadable:
-        names = ", ".join(name for name, _ in unreadable[:3]) + (
-            f" and {len(unreadable) - 3} more" if len(unreadable) > 3 else ""
-        )
-        notes.append(
-            f"warning: {len(unreadable)} {'tag' if len(unreadable) == 1 else 'tags'} left out ({names}): "
-            f"{unreadable[0][1]} — `inspect` one of them for the reason"
-        )
-    return Result(row_type, rows, "; ".join(notes))
+        rows += list_images(fetcher, selection, long=args.long, jobs=args.jobs, unreadable=unreadable)
+    return Result(LongImageRow if args.long else ImageRow, rows, listing_notice(rows, unreadable))
 
 
 def _args_inspect(p: argparse.ArgumentParser) -> None:
@@ -224,43 +160,33 @@ def _args_inspect(p: argparse.ArgumentParser) -> None:
 
 
 def _inspect(session: Session, args: argparse.Namespace) -> Result:
-    from .models import PlatformRow
     from .ops.inspect import inspect_images
+    from .ops.notices import inspect_notice
 
     refs = [session.ref(text) for text in args.images]
-    rows: list[Any] = []
-    for registry in _registries(session, refs):
-        selection = [r for r in refs if r.registry == registry]
-        rows.extend(inspect_images(session.fetcher(registry, local=args.local), selection))
-    broken = list(
-        dict.fromkeys(f"{r.repository}:{r.tag}" if r.tag else r.repository for r in rows if r.kind == "missing")
-    )
-    return Result(PlatformRow, rows, _broken_notice(broken) if broken else "")
+    rows: list[PlatformRow] = []
+    for registry, selection in session.by_registry(refs):
+        rows += inspect_images(session.fetcher(registry, local=args.local), selection)
+    return Result(PlatformRow, rows, inspect_notice(rows))
 
 
 def _args_layers(p: argparse.ArgumentParser) -> None:
     p.add_argument("repos", nargs="*", metavar="REPO[:TAG]", help="repositories (or single images); default: all")
     p.add_argument("--attestations", action="store_true", help="also list the layers of attestation manifests")
-    p.add_argument("-j", "--jobs", type=_positive_int, default=8, help="concurrent requests (default 8)")
+    _jobs(p, 8, "concurrent requests")
     _no_local(p)
 
 
 def _layers(session: Session, args: argparse.Namespace) -> Result:
-    from .models import LayerRow
     from .ops.layers import layer_rows, scan
+    from .ops.notices import scan_notice
 
     refs = [session.ref(text, default_tag=None) for text in args.repos]
-    found, torn, notes = [], [], []
-    for registry in _registries(session, refs):
-        selection = [r for r in refs if r.registry == registry]
-        fetcher = session.fetcher(registry, local=args.local)
-        scanned = scan(fetcher, selection, attestations=args.attestations, jobs=args.jobs)
-        found.extend(scanned.found)
-        torn.extend(scanned.torn)
-        notes.append(scanned.unreadable_notice())
-    broken = [r.name for r in found if r.missing] + torn
-    notes.insert(0, _broken_notice(broken, torn) if broken else "")
-    return Result(LayerRow, layer_rows(found), "; ".join(n for n in notes if n))
+    scans = [
+        scan(session.fetcher(registry, local=args.local), selection, attestations=args.attestations, jobs=args.jobs)
+        for registry, selection in session.by_registry(refs)
+    ]
+    return Result(LayerRow, layer_rows([r for s in scans for r in s.found]), scan_notice(scans))
 
 
 def _args_history(p: argparse.ArgumentParser) -> None:
@@ -277,21 +203,19 @@ def _resolved(session: Session, images: list[str], local: bool) -> list[Any]:
 
 
 def _history(session: Session, args: argparse.Namespace) -> Result:
-    from .models import HistoryRow
     from .ops.layers import history_rows
+    from .ops.notices import resolved_notice
 
     found = _resolved(session, args.images, args.local)
-    broken = [r.name for r in found if r.missing]
-    return Result(HistoryRow, [row for r in found for row in history_rows(r)], _broken_notice(broken) if broken else "")
+    return Result(HistoryRow, [row for r in found for row in history_rows(r)], resolved_notice(found))
 
 
 def _config(session: Session, args: argparse.Namespace) -> Result:
-    from .models import ConfigRow
     from .ops.layers import config_rows
+    from .ops.notices import resolved_notice
 
     found = _resolved(session, args.images, args.local)
-    broken = [r.name for r in found if r.missing]
-    return Result(ConfigRow, [row for r in found for row in config_rows(r)], _broken_notice(broken) if broken else "")
+    return Result(ConfigRow, [row for r in found for row in config_rows(r)], resolved_notice(found))
 
 
 def _args_diff(p: argparse.ArgumentParser) -> None:
@@ -302,15 +226,40 @@ def _args_diff(p: argparse.ArgumentParser) -> None:
 
 
 def _diff(session: Session, args: argparse.Namespace) -> Result:
-    from .models import DiffRow
     from .ops.diff import diff_images
+    from .ops.notices import resolved_notice
 
     if args.b is None:
         raise CommandLineError("diff needs two images, A and B: e.g. `diff app:1 app:2`, `diff app:1 HOST:PORT/app:1`")
     a, b = _resolved(session, [args.a, args.b], args.local)
     rows, summary = diff_images(a, b)
-    broken = [r.name for r in (a, b) if r.missing]
-    return Result(DiffRow, rows, "; ".join([summary, _broken_notice(broken)]) if broken else summary)
+    return Result(DiffRow, rows, resolved_notice([a, b], before=summary))
+
+
+def _args_du(p: argparse.ArgumentParser) -> None:
+    p.add_argument("repos", nargs="*", metavar="REPO", help="repositories (default: all)")
+    p.add_argument(
+        "--total",
+        action="store_true",
+        help="one row for the whole registry instead: distinct manifests and blobs, their size, broken tags, "
+        "and for a registry jindr runs here the disk it takes and what gc would reclaim now",
+    )
+    _no_local(p)
+
+
+def _du(session: Session, args: argparse.Namespace) -> Result:
+    from .ops.du import disk_usage
+    from .runtime import managed_storage
+
+    repos = [parse_repository(r) for r in args.repos]
+    fetcher = session.fetcher(local=args.local)
+    usage = disk_usage(fetcher, repos, storage=managed_storage(session.registry))
+    if args.total:
+        return Result(DuTotalRow, [usage.total], usage.notice(total=True))
+    return Result(DuRow, usage.rows, usage.notice())
+
+
+# ---- running a registry: start, stop, restart, stat, info, gc ----------------------------------
 
 
 def _args_start(p: argparse.ArgumentParser) -> None:
@@ -338,55 +287,19 @@ def _args_start(p: argparse.ArgumentParser) -> None:
 
 
 def _start(session: Session, args: argparse.Namespace) -> Result:
-    from .models import InstanceRow
-    from .runtime import RegistrySpec, find_managed, select
+    from .runtime import RegistrySpec, start_registry
 
-    password = ""
-    if args.proxy_password_env:
-        if args.proxy_password_env not in os.environ:
-            raise CommandLineError(f"environment variable {args.proxy_password_env} is not set")
-        password = os.environ[args.proxy_password_env]
+    password = _from_environment(args.proxy_password_env) if args.proxy_password_env else ""
     spec = RegistrySpec.make(session.registry, args.dir, args.name, args.proxy, args.proxy_username, password)
-    found = find_managed(spec.registry)
-    if found is not None and found[1].status == "running":
-        return Result(
-            InstanceRow, _sized([found[1]]), f"a registry is already running at {spec.registry}; nothing changed"
-        )
-    runtime = select(args.runtime, image=args.image, binary=args.binary)
-    try:
-        row = runtime.start(spec)
-    except ImageUnavailable as exc:
-        from .runtime import ProcessRuntime, find_binary
-
-        binary = find_binary(args.binary)
-        if args.runtime != "auto" or not binary:
-            raise
-        # auto: Docker answers but has no registry image and cannot pull one (offline): the binary will do.
-        row = ProcessRuntime(args.binary).start(spec)
-        return Result(InstanceRow, _sized([row]), _fell_back(exc, binary))
-    return Result(InstanceRow, _sized([row]))
+    row, message = start_registry(spec, args.runtime, image=args.image, binary=args.binary)
+    return Result(InstanceRow, [row], message)
 
 
-def _fell_back(exc: ImageUnavailable, binary: str) -> str:
-    """The one line `start` says when the auto runtime used the binary because Docker cannot pull."""
-    import time
-
-    line = f"Docker cannot pull {exc.image} here; using {binary} — `--runtime process` skips this check"
-    if exc.tried_at is None:
-        return line
-    ago = max(1, round((time.time() - exc.tried_at) / 60))
-    return f"{line} (the pull failed {ago} min ago; `--runtime docker` tries it again)"
-
-
-def _sized(rows: list[Any]) -> list[Any]:
-    """Instance rows with `size` measured (bytes on disk under each storage directory)."""
-    from pathlib import Path
-
-    from .runtime.base import dir_size
-
-    for row in rows:
-        row.size = dir_size(Path(row.storage)) if row.storage else 0
-    return rows
+def _from_environment(name: str) -> str:
+    """The value of the environment variable a flag names (a secret kept off the command line)."""
+    if name not in os.environ:
+        raise CommandLineError(f"environment variable {name} is not set")
+    return os.environ[name]
 
 
 def _args_stop(p: argparse.ArgumentParser) -> None:
@@ -394,53 +307,29 @@ def _args_stop(p: argparse.ArgumentParser) -> None:
 
 
 def _stop(session: Session, args: argparse.Namespace) -> Result:
-    from .models import InstanceRow
-    from .ops.gc import collect
-    from .runtime import find_managed
+    from .ops.gc import stop_registry
 
-    found = find_managed(session.registry)
-    if found is None:
-        return Result(InstanceRow, [], f"no registry that jindr runs at {session.registry}; nothing to stop")
-    runtime, _ = found
-    message = ""
-    if not args.no_gc:
-        try:
-            gc = collect(runtime, session.registry, bring_back=False)
-            message = f"garbage collection reclaimed {gc.describe()}"
-        except RuntimeFailure as exc:
-            message = f"{exc}; stopped without collecting (run `gc` after the next `start`)"
-    row = runtime.stop(session.registry)
-    return Result(InstanceRow, _sized([row] if row else []), message)
+    rows, message = stop_registry(session.registry, gc=not args.no_gc)
+    return Result(InstanceRow, rows, message)
 
 
 def _restart(session: Session, args: argparse.Namespace) -> Result:
-    from .models import InstanceRow
-    from .runtime import find_managed
+    from .runtime import restart
 
-    found = find_managed(session.registry)
-    if found is None:
-        raise RuntimeFailure(f"no registry that jindr runs at {session.registry}; start one with `start`")
-    runtime, _ = found
-    runtime.pause(session.registry)
-    return Result(InstanceRow, _sized([runtime.resume(session.registry)]))
+    return Result(InstanceRow, [restart(session.registry)])
 
 
 def _status(session: Session, args: argparse.Namespace) -> Result:
-    from .models import InstanceRow
-    from .runtime import find_managed
+    from .runtime import status_row
 
-    found = find_managed(session.registry)
-    if found is not None and found[1].status == "running":
-        return Result(InstanceRow, _sized([found[1]]), ok=True)
-    row = found[1] if found is not None else InstanceRow(session.registry, "", "", "not running", "", 0, "", "", "", "")
-    return Result(InstanceRow, _sized([row]), ok=False)
+    row = status_row(session.registry)
+    return Result(InstanceRow, [row], ok=row.status == "running")
 
 
 def _info(session: Session, args: argparse.Namespace) -> Result:
-    from .models import InstanceRow
-    from .runtime import managed_instances
+    from .runtime import managed_instances, measured
 
-    return Result(InstanceRow, _sized(managed_instances()))
+    return Result(InstanceRow, measured(managed_instances()))
 
 
 def _args_gc(p: argparse.ArgumentParser) -> None:
@@ -448,20 +337,12 @@ def _args_gc(p: argparse.ArgumentParser) -> None:
 
 
 def _gc(session: Session, args: argparse.Namespace) -> Result:
-    from .models import GcRow
-    from .ops.gc import collect
-    from .runtime import find_managed
+    from .ops.gc import collect_at
 
-    found = find_managed(session.registry)
-    if found is None:
-        raise RuntimeFailure(
-            f"jindr can only garbage-collect a registry it runs; none at {session.registry} (`info` lists them)"
-        )
-    return Result(GcRow, [collect(found[0], session.registry, dry_run=args.dry_run)])
+    return Result(GcRow, [collect_at(session.registry, dry_run=args.dry_run)])
 
 
-def _no_arguments(p: argparse.ArgumentParser) -> None:
-    pass
+# ---- deleting: rmi, rmr ------------------------------------------------------------------------
 
 
 def _args_rmi(p: argparse.ArgumentParser) -> None:
@@ -476,51 +357,23 @@ def _args_rmi(p: argparse.ArgumentParser) -> None:
     p.add_argument("-y", "--yes", action="store_true", help="do not ask for confirmation (CLI on a terminal)")
 
 
-def _confirmed(session: Session, args: argparse.Namespace, question: str) -> bool:
-    return args.yes or session.confirm is None or session.confirm(question)
-
-
 def _rmi(session: Session, args: argparse.Namespace) -> Result:
-    from .models import ActionRow
-    from .ops.delete import delete_all, plan_images
+    from .ops.delete import plan_deletion
+    from .runtime import deletes_tags
 
     if not args.images:
         raise CommandLineError(
             "rmi needs at least one IMAGE (in a notebook, `%jindr rmi` alone opens the cleanup panel)"
         )
     refs = [session.ref(text) for text in args.images]
-    plans = []
-    for registry in _registries(session, refs):  # plan everything before touching anything
-        client = session.client(registry)
-        selection = [r for r in refs if r.registry == registry]
-        plans.append((client, plan_images(client, selection, with_index=args.with_index)))
+    deletion = plan_deletion(session.client, session.by_registry(refs), with_index=args.with_index)
     if args.dry_run:
-        return Result(ActionRow, [row for _, plan in plans for row in plan.rows("would delete")])
-    names = [f"{t.repository}:{t.tag}" for _, p in plans for t in p.tag_deletes]
-    for _, p in plans:
-        for d in p.digest_deletes:
-            tags = [*(t for i in d.indexes for t in i.tags), *d.tags]
-            indexes = f", {len(d.indexes)} index(es)" if d.indexes else ""
-            names.append(f"{d.repository}@{d.digest[:19]}… (tags: {', '.join(tags) or 'none'}{indexes})")
-    if not _confirmed(session, args, f"delete {', '.join(names)}?"):
-        return Result(ActionRow, [row for _, plan in plans for row in plan.rows("would delete")], "nothing deleted")
-
-    def replan(client: Any, plan: Any) -> Any:
-        return plan_images(client, [r for r in refs if r.registry == client.registry], with_index=args.with_index)
-
+        return Result(ActionRow, deletion.rows())
+    if not _confirmed(session, args, deletion.question()):
+        return Result(ActionRow, deletion.rows(), "nothing deleted")
     # After a question the user may have taken minutes over: the registries must still be as planned.
-    outcome = delete_all(
-        plans, tag_delete_api=_deletes_tags, replan=replan if session.confirm and not args.yes else None
-    )
+    outcome = deletion.carry_out(tag_delete_api=deletes_tags, recheck=bool(session.confirm) and not args.yes)
     return Result(ActionRow, outcome.rows, outcome.error, ok=not outcome.error)
-
-
-def _deletes_tags(registry: str) -> bool:
-    """Registry 3 deletes a single tag through the API; only trusted for registries jindr runs."""
-    from .runtime import find_managed
-
-    found = find_managed(registry)
-    return found is not None and found[1].version.split(".")[0].isdigit() and int(found[1].version.split(".")[0]) >= 3
 
 
 def _args_rmr(p: argparse.ArgumentParser) -> None:
@@ -530,39 +383,20 @@ def _args_rmr(p: argparse.ArgumentParser) -> None:
 
 
 def _rmr(session: Session, args: argparse.Namespace) -> Result:
-    from .models import ActionRow
-    from .ops.delete import SPACE_NOTE, delete_repositories, plan_repositories
-    from .ops.gc import collect
-    from .refs import parse_repository
-    from .runtime import find_managed
+    from .ops.delete import plan_removal
+    from .runtime import running
 
     repos = list(dict.fromkeys(parse_repository(r) for r in args.repos))
-    client = session.client()
-    found = find_managed(session.registry)
-    local = found is not None and found[1].status == "running"
-    # Every repository must exist (and, through the API, the registry must accept deletes) before anything goes.
-    plans = plan_repositories(client, repos, probe=not local)
-    planned = [row for p in plans for row in p.rows("would delete", "", torn_removed=local)]
+    removal = plan_removal(session.client(), repos, running(session.registry))
     if args.dry_run:
-        return Result(ActionRow, planned)
+        return Result(ActionRow, removal.rows())
     if not _confirmed(session, args, f"delete the repositories {', '.join(repos)} and every image in them?"):
-        return Result(ActionRow, planned, "nothing deleted")
-    if local:
-        gc = collect(found[0], session.registry, remove_repositories=repos)
-        note = "repository removed from storage"
-        message = f"{len(repos)} repositories removed; garbage collection reclaimed {gc.describe()}"
-    else:
-        error = delete_repositories(client, plans)
-        note = f"manifest deleted; {SPACE_NOTE} of the registry"
-        message = error or (
-            "the repository names stay in the catalog until the registry's operator removes them "
-            "(the registry API cannot delete a repository)"
-        )
-        if error:
-            rows = [row for p in plans for row in p.rows("deleted", note)]
-            return Result(ActionRow, rows, f"{error}; the rest was not attempted", ok=False)
-    rows = [row for p in plans for row in p.rows("deleted", note, torn_removed=local)]
-    return Result(ActionRow, rows, message)
+        return Result(ActionRow, removal.rows(), "nothing deleted")
+    outcome = removal.carry_out()
+    return Result(ActionRow, outcome.rows, outcome.error or outcome.message, ok=not outcome.error)
+
+
+# ---- moving images: cp, cpe, load, save --------------------------------------------------------
 
 
 def _args_cp(p: argparse.ArgumentParser) -> None:
@@ -583,44 +417,27 @@ def _copy_options(p: argparse.ArgumentParser, what: str) -> None:
         type=_tag,
         help="also tag each copy as TAG at the destination (repeatable)",
     )
-    p.add_argument("-j", "--jobs", type=_positive_int, default=4, help="parallel blob transfers (default 4)")
+    _jobs(p, 4, "parallel blob transfers")
 
 
-def _tag(text: str) -> str:
-    from .errors import InvalidReference
-    from .refs import Ref
-
-    try:
-        return Ref("localhost", "x").with_tag(text).tag or ""
-    except InvalidReference as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _copy_rows(session: Session, args: argparse.Namespace, dst: Any, dst_repo: str) -> list[Any]:
-    from .ops.copy import copy_image
-
-    src_ref = session.ref(args.image)
-    refs = [src_ref] + [src_ref.with_tag(t) for t in args.tags if t != src_ref.tag]
-    src = session.client(src_ref.registry)
-    rows = []
-    for ref in refs:
-        target = Ref(dst.registry, dst_repo, ref.tag, None)
-        rows.append(
-            copy_image(src, ref, dst, target, tags=args.tag, jobs=args.jobs, progress=session.progress(str(ref)))
-        )
-    return rows
+def _sources(session: Session, args: argparse.Namespace) -> tuple[list[Ref], str]:
+    """The images `cp`/`cpe` copy (IMAGE, then its repository's other TAGs), and the destination
+    repository's name (`--to`, else the same)."""
+    src = session.ref(args.image)
+    refs = [src] + [src.with_tag(t) for t in args.tags if t != src.tag]
+    return refs, parse_repository(args.to) if args.to else src.repository
 
 
 def _cp(session: Session, args: argparse.Namespace) -> Result:
-    from .models import CopyRow
-    from .refs import parse_repository
+    from .ops.copy import copy_images
 
     if args.image is None or args.destination is None:
         raise CommandLineError("cp needs IMAGE and REGISTRY (in a notebook, `%jindr cp` alone opens the copy panel)")
-    src_ref = session.ref(args.image)
+    refs, repository = _sources(session, args)
     dst = session.client(parse_registry(args.destination))
-    dst_repo = parse_repository(args.to) if args.to else src_ref.repository
-    return Result(CopyRow, _copy_rows(session, args, dst, dst_repo))
+    src = session.client(refs[0].registry)
+    rows = copy_images(src, refs, dst, repository, tags=args.tag, jobs=args.jobs, progress=session.progress)
+    return Result(CopyRow, rows)
 
 
 def _args_cpe(p: argparse.ArgumentParser) -> None:
@@ -632,18 +449,20 @@ def _args_cpe(p: argparse.ArgumentParser) -> None:
 
 
 def _cpe(session: Session, args: argparse.Namespace) -> Result:
-    from .client import RegistryClient
-    from .ecr import ecr_target
-    from .models import CopyRow
-    from .refs import parse_repository
+    from .ops.copy import copy_to_ecr
 
-    src_ref = session.ref(args.image)
-    repository = parse_repository(args.to) if args.to else src_ref.repository
-    target = ecr_target(repository, region=args.region, keep=args.keep)
-    with RegistryClient(target.registry, credentials=target.credentials) as dst:
-        rows = _copy_rows(session, args, dst, repository)
-    state = "created with the lifecycle policy" if target.created else "exists"
-    return Result(CopyRow, rows, f"ECR repository {repository} in {target.region}: {state}")
+    refs, repository = _sources(session, args)
+    rows, message = copy_to_ecr(
+        session.client(refs[0].registry),
+        refs,
+        repository,
+        region=args.region,
+        keep=args.keep,
+        tags=args.tag,
+        jobs=args.jobs,
+        progress=session.progress,
+    )
+    return Result(CopyRow, rows, message)
 
 
 def _args_load(p: argparse.ArgumentParser) -> None:
@@ -673,7 +492,6 @@ def _args_load(p: argparse.ArgumentParser) -> None:
 
 
 def _load(session: Session, args: argparse.Namespace) -> Result:
-    from .models import CopyRow
     from .ops.layout import archive_path, load
 
     path, name = archive_path(args.path)
@@ -695,98 +513,13 @@ def _args_save(p: argparse.ArgumentParser) -> None:
 def _save(session: Session, args: argparse.Namespace) -> Result:
     from pathlib import Path
 
-    from .models import CopyRow
     from .ops.layout import save
 
     ref = session.ref(args.image)
     return Result(CopyRow, [save(session.client(ref.registry), ref, Path(args.path).expanduser())])
 
 
-def _args_du(p: argparse.ArgumentParser) -> None:
-    p.add_argument("repos", nargs="*", metavar="REPO", help="repositories (default: all)")
-    p.add_argument(
-        "--total",
-        action="store_true",
-        help="one row for the whole registry instead: distinct manifests and blobs, their size, broken tags, "
-        "and for a registry jindr runs here the disk it takes and what gc would reclaim now",
-    )
-    _no_local(p)
-
-
-def _du(session: Session, args: argparse.Namespace) -> Result:
-    from .models import DuRow, DuTotalRow
-    from .ops.du import disk_usage
-    from .refs import parse_repository
-    from .runtime import find_managed
-
-    repos = [parse_repository(r) for r in args.repos]
-    usage = disk_usage(session.fetcher(local=args.local), repos)
-    total = usage.total
-    found = find_managed(session.registry)
-    spec = found[0].spec_of(session.registry) if found is not None else None
-    if spec is not None:
-        from .client.storage import StorageLayout
-        from .ops.gc import plan
-        from .runtime.base import dir_size
-
-        would = plan(StorageLayout(spec.storage))
-        total.disk_bytes = dir_size(spec.storage)
-        total.gc_blobs = len(would.blobs)
-        total.gc_bytes = sum(size for _, size in would.blobs)
-    notes = [_broken_notice(usage.broken, usage.torn)] if usage.broken else []
-    if args.total:
-        return Result(DuTotalRow, [total], "; ".join(notes))
-    from .models import GcRow
-
-    line = (
-        f"registry total: {total.repositories} repositories, {total.manifests} manifests, {total.blobs} blobs, "
-        f"{GcRow.binary(total.size)}"
-    )
-    if total.disk_bytes is not None:
-        line += f"; {GcRow.binary(total.disk_bytes)} on disk, gc would reclaim {GcRow.binary(total.gc_bytes or 0)} now"
-    return Result(DuRow, usage.rows, "; ".join([*notes, line + " (`du --total` as a table)"]))
-
-
-def _broken_notice(names: list[str], torn: list[str] | None = None) -> str:
-    """One line naming broken tags (an index listing manifests the registry lost) and torn ones
-    (listed, their own manifest gone), each with what to do."""
-
-    def listed(items: list[str]) -> str:
-        return ", ".join(items[:3]) + (f" and {len(items) - 3} more" if len(items) > 3 else "")
-
-    torn = torn or []
-    parts = []
-    lost = [n for n in names if n not in torn]
-    if lost:
-        parts.append(
-            f"warning: {len(lost)} broken {'tag' if len(lost) == 1 else 'tags'} ({listed(lost)}): the index lists "
-            "manifests the registry no longer has, so it will not pull — `inspect` shows which; push the image "
-            "again or `rmi` the tag"
-        )
-    if torn:
-        parts.append(
-            f"warning: {len(torn)} torn {'tag' if len(torn) == 1 else 'tags'} ({listed(torn)}): listed, but the "
-            "manifest is gone (a delete the registry did not finish); the API cannot remove it: `rmr` on a "
-            "registry jindr runs does, else its operator"
-        )
-    return "; ".join(parts)
-
-
-def _registries(session: Session, refs: list[Ref]) -> list[str]:
-    if not refs:
-        return [session.registry]
-    return list(dict.fromkeys(r.registry for r in refs))
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if not 1 <= value <= 64:
-        raise argparse.ArgumentTypeError(f"expected 1-64, got {value}")
-    return value
-
+# ---- the table ---------------------------------------------------------------------------------
 
 COMMANDS: tuple[Command, ...] = (
     Command("start", ("up",), "Start a registry (docker, Podman or the registry binary).", _args_start, _start),
@@ -1007,13 +740,12 @@ def run(session: Session, args: argparse.Namespace) -> Result:
     if getattr(args, "insecure", False):
         session = session.with_registry(session.registry)
         session.insecure = True
-    return args._handler(session, args)  # type: ignore[no-any-return]
+    handler: Handler = args._handler
+    return handler(session, args)
 
 
 def reference_markdown() -> str:
     """The README's command reference: each command's own `--help` text (`make readme` writes it)."""
-    import os
-
     parser = build_parser("jindr", cli=True)
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     parts = []

@@ -14,7 +14,7 @@
         └── IntegrityError          bytes that do not match their digest, or a body that is not JSON
             └── RestoreFailed       a failed delete whose rollback failed too (the message says what to push)
 
-Errors carry data (registry, status, OCI error codes, method, URL) so callers can act on them
+Errors carry data (registry, status, OCI error codes and messages, method, URL) so callers can act on them
 without parsing the message. The message (`str(exc)`) says what failed in words that hold in every
 face, a panel included; `hint` is the next step as a command line (`{prog}` stands for `jindr` or
 `%jindr`), which only the CLI and the magic add: `exc.line("jindr")`. Faces translate a JindrError
@@ -95,6 +95,7 @@ class RegistryError(JindrError):
         registry: str = "",
         status: int | None = None,
         codes: tuple[str, ...] = (),
+        messages: tuple[str, ...] = (),
         method: str = "",
         url: str = "",
         hint: str = "",
@@ -103,6 +104,8 @@ class RegistryError(JindrError):
         self.registry = registry
         self.status = status
         self.codes = codes
+        #: The registry's own messages, one per OCI error (`codes` holds their codes).
+        self.messages = messages
         self.method = method
         self.url = url
 

@@ -238,13 +238,18 @@ def frame_html(frame: Any) -> str | None:
     if not pd.get_option("display.notebook_repr_html"):
         return None
     if frame.empty:
-        names = ", ".join(escape(str(c)) for c in frame.columns)
+        listed = ", ".join(escape(str(c)) for c in frame.columns)
         what = _EMPTY.get(kind, "No rows") if len(frame.columns) else "No columns"
-        note = f"<small>(an empty DataFrame: {names})</small>"
+        note = f"<small>(an empty DataFrame: {listed})</small>"
         return f'<div class="jindr-frame"><p class="jindr-empty">{what} {note}</p></div>'
     order = list(frame.columns)
     row_type = getattr(models, kind, None)
-    if kind in _DISPLAY_ORDER and dataclasses.is_dataclass(row_type) and order == columns(row_type):
+    if (
+        kind in _DISPLAY_ORDER
+        and isinstance(row_type, type)
+        and dataclasses.is_dataclass(row_type)
+        and order == columns(row_type)
+    ):
         order = _DISPLAY_ORDER[kind]
     positions, shown_rows = _shown_positions(len(frame))
     shown_columns = [

@@ -29,6 +29,23 @@ ACCEPT_MANIFESTS = ", ".join([OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIF
 
 ATTESTATION_ANNOTATION = "vnd.docker.reference.type"
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+#: A digest as a registry takes one: a registered algorithm and its lower-case hex (go-digest's).
+_DIGEST = re.compile(r"(?:sha256:[a-f0-9]{64}|sha384:[a-f0-9]{96}|sha512:[a-f0-9]{128})\Z")
+
+
+def is_digest(text: str) -> bool:
+    """True when `text` is a digest (`sha256:<64 hex>`, sha384, sha512) and nothing else: what a
+    descriptor must name before it becomes a path or a URL (a document can say anything)."""
+    return _DIGEST.match(text) is not None
+
+
+#: A tag as the distribution spec allows one.
+_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}\Z")
+
+
+def is_tag(text: str) -> bool:
+    """True when `text` is a tag by the distribution grammar (never `.`, `..` nor holding `/`)."""
+    return _TAG.match(text) is not None
 
 
 def sha256_digest(data: bytes) -> str:
@@ -59,7 +76,19 @@ class Platform:
     @classmethod
     def from_json(cls, data: dict[str, Any] | None) -> Platform:
         data = data or {}
-        return cls(str(data.get("os", "")), str(data.get("architecture", "")), str(data.get("variant", "")))
+        key = (str(data.get("os", "")), str(data.get("architecture", "")), str(data.get("variant", "")))
+        if cls is not Platform:
+            return cls(*key)
+        # A registry's thousands of descriptors name a handful of platforms: one frozen value each.
+        known = _PLATFORMS.get(key)
+        if known is None:
+            if len(_PLATFORMS) >= 1024:
+                _PLATFORMS.clear()
+            known = _PLATFORMS[key] = cls(*key)
+        return known
+
+
+_PLATFORMS: dict[tuple[str, str, str], Platform] = {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +100,12 @@ class Descriptor:
     size: int
     platform: Platform | None = None
     annotations: dict[str, str] = field(default_factory=dict, hash=False, compare=False)
+
+    @property
+    def well_formed(self) -> bool:
+        """The descriptor names a digest (see `is_digest`). One that does not cannot be pushed — the
+        registry refuses the index that lists it — so such a child counts as missing, never read."""
+        return _DIGEST.match(self.digest) is not None
 
     @property
     def is_attestation(self) -> bool:
@@ -134,16 +169,49 @@ def parse_manifest(raw: bytes, media_type: str, digest: str) -> Manifest | Index
     """Read a manifest's bytes as an Index or Manifest; schema 1 and non-JSON raise."""
     base_type = (media_type or "").split(";")[0].strip()
     if base_type in (DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED):
-        raise Unsupported(f"{digest} is a Docker schema 1 manifest, which jindr does not support; re-push the image")
+        raise _schema1(digest)
+    return _interpret(_json_document(raw, digest), raw, base_type, digest)
+
+
+def parse_stored_manifest(raw: bytes, digest: str) -> Manifest | Index:
+    """A manifest read from a registry's storage, typed as the registry serves it (see
+    `stored_media_type`), with one JSON parse: the same result as `parse_manifest` given that type."""
+    data = _json_document(raw, digest)
+    base_type = stored_media_type(data).split(";")[0].strip()
+    if base_type in (DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED):
+        raise _schema1(digest)
+    return _interpret(data, raw, base_type, digest)
+
+
+def stored_media_type(data: Any) -> str:
+    """What a registry sends as Content-Type for a stored manifest (parsed JSON): the manifest's own
+    `mediaType`, else guessed as it does ("" for anything not a JSON object)."""
+    if not isinstance(data, dict):
+        return ""
+    declared = data.get("mediaType")
+    if declared:
+        return str(declared)
+    return OCI_INDEX if "manifests" in data else OCI_MANIFEST
+
+
+def _schema1(digest: str) -> Unsupported:
+    return Unsupported(f"{digest} is a Docker schema 1 manifest, which jindr does not support; re-push the image")
+
+
+def _json_document(raw: bytes, digest: str) -> dict[str, Any]:
     try:
         data = json.loads(raw)
     except ValueError:
         raise IntegrityError(f"manifest {digest} is not JSON") from None
     if not isinstance(data, dict):
         raise IntegrityError(f"manifest {digest} is not a JSON object")
+    return data
+
+
+def _interpret(data: dict[str, Any], raw: bytes, base_type: str, digest: str) -> Manifest | Index:
     declared = data.get("mediaType") or base_type
     if data.get("schemaVersion") == 1:
-        raise Unsupported(f"{digest} is a Docker schema 1 manifest, which jindr does not support; re-push the image")
+        raise _schema1(digest)
     subject = Descriptor.from_json(data["subject"]) if isinstance(data.get("subject"), dict) else None
     if declared in INDEX_TYPES or (not declared and "manifests" in data):
         children = tuple(Descriptor.from_json(m) for m in data.get("manifests") or [])

@@ -135,6 +135,7 @@ def _parse_registry(text: str) -> str:
         raise InvalidReference(f'invalid registry "{text}": give host[:port] without a scheme (e.g. localhost:5001)')
     if "/" in text or any(c.isspace() for c in text):
         raise InvalidReference(f'invalid registry "{text}": expected host[:port]')
+    port: str | None
     if text.startswith("["):
         end = text.find("]")
         if end < 0:

@@ -1,6 +1,7 @@
 """The frames as a person sees them: quickstart.ipynb and analysis.ipynb run in JupyterLab, in a
 real (headless) Chromium 1280 px wide — full digests one click away, sizes with units, `size` and
-`created` of `lsi -l` on screen without scrolling, du's bars, inspect's tree."""
+`created` of `lsi -l` on screen without scrolling, every `%jindr` line of a cell with its frame,
+du's bars, inspect's tree."""
 
 from __future__ import annotations
 
@@ -104,6 +105,24 @@ def test_quickstart_frames_in_jupyterlab(browser, tmp_path: Path) -> None:
         types = listing.locator(f"tbody tr td:nth-child({headers.index('media_type') + 1})").all_inner_texts()
         assert set(types) <= {"OCI index", "OCI image", "Docker list", "Docker image"}, types
         _digest_one_click_away(page, listing)
+
+        # Three `%jindr load` lines in one cell: three frames, in the cell's order, each after its bar.
+        loads = _cell(page, "%jindr load data/archy\n%jindr load data/tools\n%jindr load data/webapp")
+        frames = loads.locator(".jindr-frame")
+        expect(frames).to_have_count(3)
+        shown = []
+        for i in range(3):  # each frame is its own line's: the source column names the sample it loaded
+            heads = [h.strip() for h in frames.nth(i).locator("thead th").all_inner_texts()]
+            column = heads.index("source") + 1
+            shown.append({s.strip() for s in frames.nth(i).locator(f"tbody td:nth-child({column})").all_inner_texts()})
+        assert shown == [{"data/archy"}, {"data/tools"}, {"data/webapp"}], shown
+        outputs = loads.locator(".jp-OutputArea-output")
+        kinds = [
+            "bar" if o.locator(".jindr-progress").count() else "frame" if o.locator(".jindr-frame").count() else ""
+            for o in outputs.all()
+        ]
+        assert [k for k in kinds if k] == ["bar", "frame"] * 3, kinds
+        expect(loads.locator(".jindr-progress .progress-bar-success")).to_have_count(3)
 
         tree = _cell(page, "%jindr inspect archy").locator(".jindr-frame")
         expect(tree.locator(".jindr-root")).to_have_text("archy:latest")

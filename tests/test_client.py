@@ -109,6 +109,22 @@ def test_unknown_repository_and_tag_are_not_found_with_advice(client: RegistryCl
     assert "`jindr lsi REPO` lists its tags" in info.value.line("jindr")  # advice beside the message
 
 
+def test_a_registry_error_carries_the_request_and_the_registrys_own_errors(
+    client: RegistryClient, factory: ImageFactory
+) -> None:
+    """Method, URL, status and the registry's OCI codes and messages are data, not only words."""
+    factory.single("known")
+    with pytest.raises(NotFound) as info:
+        client.get_manifest("known", "nope")
+    error = info.value
+    assert error.method == "GET" and error.status == 404 and error.registry == client.registry
+    assert error.url == f"{client.base_url}/v2/known/manifests/nope"
+    assert error.codes == ("MANIFEST_UNKNOWN",) and len(error.messages) == 1 and error.messages[0]
+    with pytest.raises(NotFound) as info:
+        client.delete_manifest("known", "sha256:" + "0" * 64)
+    assert info.value.method == "DELETE" and info.value.url.endswith("/v2/known/manifests/sha256:" + "0" * 64)
+
+
 def test_registry_down_says_how_to_start_one() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -241,3 +257,26 @@ def test_tags_that_look_like_digest_prefixes(client: RegistryClient, factory: Im
     pushed = factory.single("odd", ["sha256", "shared", "sha512x"])
     for tag in ("sha256", "shared", "sha512x"):
         assert client.get_manifest("odd", tag).digest == pushed.digest
+
+
+@pytest.mark.parametrize(
+    ("call", "bad"),
+    [
+        (lambda c, bad: c.get_manifest("plain", bad), "v1/../v1"),
+        (lambda c, bad: c.head_manifest("plain", bad), "latest/../../x"),
+        (lambda c, bad: c.delete_manifest("plain", bad), "sha256:../../x"),
+        (lambda c, bad: c.get_blob("plain", bad), "v1"),
+        (lambda c, bad: c.head_blob("plain", bad), "sha256:ab/../cd"),
+        (lambda c, bad: c.tags(bad), "../v2/_catalog"),
+        (lambda c, bad: c.get_manifest(bad, "latest"), "Plain"),
+        (lambda c, bad: c.get_manifest("plain", bad), "x\r\nX-Injected: 1"),
+    ],
+)
+def test_a_name_that_is_not_one_never_becomes_a_url(client: RegistryClient, call, bad: str) -> None:
+    """Names come from catalogs and manifests a registry sent: `v1/../v1` would be fetched as `v1`."""
+    client.ping()
+    before = client.requests_sent
+    with pytest.raises(IntegrityError, match="refusing to put it in a URL") as caught:
+        call(client, bad)
+    assert client.requests_sent == before
+    assert "\n" not in str(caught.value) and "\r" not in str(caught.value)

@@ -1,8 +1,8 @@
-"""The lean HTTP path and the kernel relay at their edges.
+"""The loopback stack (`http.client` connections) and the kernel relay at their edges.
 
 Most of what they do runs in every other test against the real registry. What a real registry
 never sends — interim 1xx answers, bodies ended by closing the connection, a connection dropped
-after a request that must not be sent twice — comes from `ScriptedServer`, a fake named as such:
+after a request that must not be sent twice — comes from `ScriptedServer` (tests/scripted.py), a fake named as such:
 a loopback socket server answering each request with the bytes a test scripts. The relay's
 fallbacks (the kernel refusing splice, an upload moved to another host) run against real
 registries.
@@ -12,93 +12,20 @@ from __future__ import annotations
 
 import errno
 import os
-import socket
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 from rig import ImageFactory, LocalRegistry, free_port, start_registry
+from scripted import PING  # the `scripted` fixture comes from scripted.py through conftest.py
 from test_runtime import verify_pull
 
-import jindr_nb.client.fast as fast
+import jindr_nb.client.relay as relay
 from jindr_nb.client import RegistryClient
-from jindr_nb.client.fast import FastGet, Unanswered
+from jindr_nb.client.loopback import Pool, Unanswered
+from jindr_nb.client.transport import proxied
 from jindr_nb.errors import RegistryUnreachable
 from jindr_nb.ops.copy import copy_image
 from jindr_nb.refs import parse_ref
-
-PING = b"HTTP/1.1 200 OK\r\nDocker-Distribution-Api-Version: registry/2.0\r\nContent-Length: 2\r\n\r\n{}"
-
-# ---- a scripted server: the fake ----------------------------------------------------------
-
-
-class ScriptedServer:
-    """Loopback HTTP/1.1 server: `script(method, path, body)` returns the bytes to send, or None
-    to close the connection without answering. Keeps connections alive; records every request."""
-
-    def __init__(self, script: Callable[[str, str, bytes], bytes | None]) -> None:
-        self.script = script
-        self.requests: list[tuple[str, str]] = []
-        self.heads: list[bytes] = []  # every request's head, as it came off the wire
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.address = f"127.0.0.1:{self.sock.getsockname()[1]}"
-        self._threads: list[threading.Thread] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            thread = threading.Thread(target=self._serve, args=(conn,), daemon=True)
-            thread.start()
-            self._threads.append(thread)
-
-    def _serve(self, conn: socket.socket) -> None:
-        reader = conn.makefile("rb")
-        with conn, reader:
-            while True:
-                line = reader.readline()
-                if not line:
-                    return
-                method, path, _ = line.decode().split(" ", 2)
-                length = 0
-                head = [line]
-                while (header := reader.readline()) not in (b"\r\n", b""):
-                    head.append(header)
-                    name, _, value = header.decode().partition(":")
-                    if name.lower() == "content-length":
-                        length = int(value)
-                body = reader.read(length) if length else b""
-                self.heads.append(b"".join(head))
-                self.requests.append((method, path))
-                answer = self.script(method, path, body)
-                if answer is None:
-                    return
-                try:
-                    conn.sendall(answer)
-                except OSError:
-                    return  # the client hung up (as it should on a hostile answer)
-                if b"Connection: close" in answer.split(b"\r\n\r\n")[0]:
-                    return
-
-    def close(self) -> None:
-        self.sock.close()
-
-
-@pytest.fixture()
-def scripted() -> Iterator[Callable[[Callable[[str, str, bytes], bytes | None]], ScriptedServer]]:
-    servers: list[ScriptedServer] = []
-
-    def start(script: Callable[[str, str, bytes], bytes | None]) -> ScriptedServer:
-        servers.append(ScriptedServer(script))
-        return servers[-1]
-
-    yield start
-    for server in servers:
-        server.close()
-
 
 # ---- the lean path: framing ---------------------------------------------------------------
 
@@ -112,7 +39,7 @@ def test_interim_answers_are_skipped_and_the_connection_stays_in_step(scripted) 
         )
 
     server = scripted(script)
-    lean = FastGet("http", server.address, timeout=5)
+    lean = Pool(server.address, timeout=5)
     try:
         answers = [lean.get(f"/v2/x/{i}", {}, 1024) for i in range(3)]
     finally:
@@ -123,22 +50,23 @@ def test_interim_answers_are_skipped_and_the_connection_stays_in_step(scripted) 
 
 def test_a_body_ended_by_closing_the_connection_is_read_whole(scripted) -> None:
     server = scripted(lambda m, p, b: b"HTTP/1.1 201 Created\r\nConnection: close\r\n\r\ncreated!")
-    lean = FastGet("http", server.address, timeout=5)
+    lean = Pool(server.address, timeout=5)
     try:
         answer = lean.request("PUT", "/v2/x/manifests/v1", {}, b"{}", resend=False)
     finally:
         lean.close()
-    assert answer is not None and answer.status_code == 201 and answer.content == b"created!"
+    assert answer is not None and answer.status == 201 and answer.content == b"created!"
 
 
 def test_a_chunked_answer_is_read_whole(scripted) -> None:
     chunked = b'HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n{"a"\r\n3\r\n:1}\r\n0\r\n\r\n'
     server = scripted(lambda m, p, b: chunked)
-    lean = FastGet("http", server.address, timeout=5)
+    lean = Pool(server.address, timeout=5)
     try:
-        assert lean.get("/v2/x", {}, 1024) == ({"transfer-encoding": "chunked"}, b'{"a":1}')
+        got = lean.get("/v2/x", {}, 1024)
     finally:
         lean.close()
+    assert got is not None and got[1] == b'{"a":1}' and got[0].get("Transfer-Encoding") == "chunked"
 
 
 # ---- the lean path: a request that must not go twice ----------------------------------------
@@ -155,7 +83,7 @@ def test_a_request_that_must_not_repeat_is_not_sent_again(scripted) -> None:
         with pytest.raises(RegistryUnreachable, match="closed the connection during upload .* without an answer"):
             client.upload_blob("x", b"abc", "sha256:" + "0" * 64)
     assert [m for m, _ in server.requests] == ["GET", "POST"], server.requests
-    lean = FastGet("http", server.address, timeout=5)
+    lean = Pool(server.address, timeout=5)
     try:
         with pytest.raises(Unanswered):
             lean.request("PATCH", "/v2/x/blobs/uploads/u1", {}, b"x", resend=False)
@@ -166,14 +94,23 @@ def test_a_request_that_must_not_repeat_is_not_sent_again(scripted) -> None:
         lean.close()
 
 
-def test_a_proxy_from_the_environment_keeps_off_the_lean_path(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_only_plain_http_on_this_machine_takes_the_loopback_stack(monkeypatch: pytest.MonkeyPatch) -> None:
+    import httpx
+
     monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
     monkeypatch.setenv("NO_PROXY", ".internal.example")
-    assert RegistryClient("registry.example.com")._fast is None  # the proxy is httpx's to use
-    assert RegistryClient("registry.internal.example")._fast is not None  # NO_PROXY
-    assert RegistryClient("localhost:5001")._fast is not None  # this machine: never proxied
+    assert proxied("https", "registry.example.com")  # the proxy is httpx's to use
+    assert not proxied("https", "registry.internal.example")  # NO_PROXY
+    assert not proxied("http", "localhost:5001")  # this machine: never proxied
+    assert RegistryClient("localhost:5001")._t.loopback is not None
+    assert RegistryClient("127.0.0.1:5001")._t.loopback is not None
+    assert RegistryClient("registry.example.com")._t.loopback is None  # TLS: httpx
+    assert RegistryClient("registry.internal.example", insecure=True)._t.loopback is None  # off this machine
+    mock = httpx.MockTransport(lambda request: httpx.Response(200))
+    assert RegistryClient("localhost:5001", transport=mock)._t.loopback is None  # injected: sees every request
     monkeypatch.delenv("HTTPS_PROXY")
-    assert RegistryClient("registry.example.com")._fast is not None
+    assert not proxied("https", "registry.example.com")
 
 
 # ---- the relay's fallbacks, against real registries -----------------------------------------
@@ -193,6 +130,27 @@ def _copy(src: LocalRegistry, dst_address: str, client: RegistryClient, jobs: in
         return copy_image(s, parse_ref("app:v1", src.address), client, parse_ref("app:v1", dst_address), jobs=jobs)
 
 
+def test_every_byte_of_a_relayed_blob_goes_through_the_kernel(tmp_path) -> None:
+    """http.client reads the source's head unbuffered: no body byte passes through Python."""
+    import hashlib
+    import random
+
+    src, dst = start_registry(tmp_path / "src"), start_registry(tmp_path / "dst")
+    blob = random.Random(5).randbytes(700_001)
+    digest = "sha256:" + hashlib.sha256(blob).hexdigest()
+    heard: list[int] = []
+    try:
+        with RegistryClient(src.address) as s, RegistryClient(dst.address) as d:
+            s.upload_blob("app", blob, digest)
+            before = relay.spliced.value
+            assert d.relay_blob(s, "app", "copy", digest, len(blob), on_bytes=heard.append)
+            assert relay.spliced.value - before == len(blob) and sum(heard) == len(blob)
+            assert d.get_blob("copy", digest) == blob and d.blobs_relayed == 1
+    finally:
+        src.stop()
+        dst.stop()
+
+
 def test_when_the_kernel_refuses_splice_blobs_stream_instead(source, tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     src, pushed = source
     dst = start_registry(tmp_path / "dst")
@@ -203,17 +161,17 @@ def test_when_the_kernel_refuses_splice_blobs_stream_instead(source, tmp_path, m
         calls.append(1)
         raise OSError(errno.EINVAL, "splice refused (as a sandbox would)")
 
-    monkeypatch.setattr(fast.os, "splice", refusing)
-    monkeypatch.setattr(fast, "_splice_refused", False)
+    monkeypatch.setattr(relay.os, "splice", refusing)
+    monkeypatch.setattr(relay, "_splice_refused", False)
     try:
         with RegistryClient(dst.address) as d:
             row = _copy(src, dst.address, d, jobs=1)
             verify_pull(d, "app", "v1", pushed)
             assert d.blobs_relayed == 0 and row.digest == pushed.digest
         assert len(calls) == 1  # refused once, then every blob streamed without asking again
-        assert fast._splice_refused
+        assert relay._splice_refused
     finally:
-        monkeypatch.setattr(fast.os, "splice", real_splice)
+        monkeypatch.setattr(relay.os, "splice", real_splice)
         dst.stop()
 
 

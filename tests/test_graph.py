@@ -249,3 +249,94 @@ def test_cp_and_save_of_a_broken_index_write_nothing(
     with pytest.raises(NotFound, match=r"app:v1 is broken: the linux/amd64 image"):
         save(client, source, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("source", ["api", "storage"])
+def test_present_reads_the_children_followed_and_exists_checks_the_rest(process_registry: str, source: str) -> None:
+    """`present` stands for `exists` + `get` on the children the walk follows, over the API and
+    from storage alike; a child lost after a first walk filled the cache is still found missing."""
+    from jindr_run import jindr
+
+    from jindr_nb.client.storage import StorageReader
+
+    address = process_registry
+    storage = Path(jindr("-r", address, "status").rows[0].storage)
+    cache = ContentCache(directory=None)  # shared by both walks, as a kernel's session shares it
+    with RegistryClient(address) as client:
+        pushed = ImageFactory(client, seed=43).index("app", "v1")  # two platforms, two attestations
+        images = list(pushed.platforms.values())
+
+        def walked() -> tuple[object, list[str], list[str]]:
+            # A reader per walk, as each command gets its own (its link memo lives for one command).
+            fetcher = Fetcher(client if source == "api" else StorageReader(storage, client), cache)
+            asked_exists: list[str] = []
+            asked_present: list[str] = []
+
+            def exists(digest: str) -> bool:
+                asked_exists.append(digest)
+                return fetcher.exists("app", digest)
+
+            def present(digest: str) -> Manifest | Index:
+                asked_present.append(digest)
+                return fetcher.present("app", digest)
+
+            graph = walk(
+                partial(fetcher.manifest, "app"),
+                "v1",
+                exists=exists,
+                follow=lambda desc: not desc.is_attestation,
+                present=present,
+            )
+            return graph, asked_exists, asked_present
+
+        graph, asked_exists, asked_present = walked()
+        assert asked_present == images and asked_exists == pushed.attestations  # each child asked once
+        assert not graph.broken and [n.digest for n in graph.images()] == images
+        client.delete_manifest("app", images[1])
+        client.delete_manifest("app", pushed.attestations[0])
+        graph, asked_exists, asked_present = walked()
+        assert asked_present == images and asked_exists == pushed.attestations
+        assert [(parent, d.digest) for parent, d in graph.missing] == [
+            (pushed.digest, images[1]),
+            (pushed.digest, pushed.attestations[0]),
+        ]
+        assert [n.digest for n in graph.images()] == [images[0]]
+
+
+def test_a_child_that_is_not_a_digest_is_missing_without_a_look(client: RegistryClient) -> None:
+    """A child whose "digest" is a path (`v1/../v1`, a climb out of storage) or no digest at all is
+    missing — the registry refuses such an index — and is never handed to `get`, `exists` or
+    `present`, where it would become a path or a URL."""
+    from jindr_nb.models import Descriptor, parse_manifest
+
+    f = ImageFactory(client, seed=47)
+    f.single("g/app", "v1")
+    raw, good, _, _ = f.image_manifest("g/app", ("linux", "amd64", ""))
+    bad = ["v1/../v1", "v1/" + "../" * 20 + "etc", "sha256:../../x", "sha256:" + "A" * 64, ""]
+    children = [{"mediaType": OCI_MANIFEST, "digest": d, "size": 10} for d in bad]
+    doc = _canon({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [_entry(client, "g/app", good), *children]})
+    index = parse_manifest(doc, OCI_INDEX, _digest(doc))
+    assert isinstance(index, Index) and [d.well_formed for d in index.manifests] == [True] + [False] * len(bad)
+    assert Descriptor("", "sha512:" + "a" * 128, 0).well_formed
+    fetcher = Fetcher(client)
+    asked: list[str] = []
+
+    def ask(answer):  # noqa: ANN001, ANN202 - wraps each callback alike
+        def called(digest: str):  # noqa: ANN202
+            asked.append(digest)
+            return answer(digest)
+
+        return called
+
+    for present in (None, ask(partial(fetcher.present, "g/app"))):
+        asked.clear()
+        exists = ask(partial(fetcher.exists, "g/app"))
+        graph = walk(ask(partial(fetcher.manifest, "g/app")), index, exists=exists, present=present)
+        assert set(asked) == {good}
+        assert [d.digest for _, d in graph.missing] == bad
+        assert [n.digest for n in graph.images()] == [good]
+    for digest in bad:  # asked directly, the fetcher says the same
+        assert not fetcher.exists("g/app", digest)
+        with pytest.raises(NotFound):
+            fetcher.present("g/app", digest)
+    assert fetcher.descendants("g/app", index) == [good, *bad]

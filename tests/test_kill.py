@@ -223,18 +223,25 @@ def test_garbage_collector_killed_during_gc(process_registry: str, tmp_path: Pat
         for i in range(2500):  # untagged blobs for the collector to sweep: enough to take a while
             factory.blob("junk", f"junk blob {i}".encode())
     killed = threading.Event()
+    # Only this test's collector: a child of this process, run on the config of the registry this
+    # test started (under its own state directory) — never another run's on the same machine.
+    state_dir = os.fsencode(os.environ["JINDR_STATE_DIR"])
+    here = os.getpid()
+
+    def ours(pid: str) -> bool:
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            ppid = int(Path(f"/proc/{pid}/stat").read_bytes().rpartition(b")")[2].split()[1])
+        except (OSError, IndexError, ValueError):
+            return False  # gone already, or not readable
+        collector = argv[1:2] == [b"garbage-collect"] and b"--dry-run" not in argv
+        return ppid == here and collector and len(argv) > 2 and argv[2].startswith(state_dir)
 
     def watch() -> None:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not killed.is_set():
             for pid in os.listdir("/proc"):
-                if not pid.isdigit():
-                    continue
-                try:
-                    argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-                except OSError:
-                    continue
-                if b"garbage-collect" in argv and b"--dry-run" not in argv:
+                if pid.isdigit() and ours(pid):
                     os.kill(int(pid), signal.SIGKILL)
                     killed.set()
                     return

@@ -656,3 +656,119 @@ def test_layers_names_torn_and_unreadable_tags(process_registry: str) -> None:
         message = str(caught.value)
         assert "malformed descriptor" in message and "\n" not in message
         assert message.endswith("`layers` cannot read t/s1:odd: re-push it with a current client, or `rmi` it")
+
+
+def test_storage_reports_a_child_lost_after_a_warm_read(process_registry: str) -> None:
+    """A kernel's session holds every manifest of a first `layers` parsed; a platform image and an
+    attestation deleted afterwards are still reported from storage, as over the API."""
+    from jindr_nb.ops.layers import resolve
+    from jindr_nb.refs import parse_ref
+
+    address = process_registry
+    with RegistryClient(address) as client:
+        f = ImageFactory(client, seed=41)
+        pushed = f.index("w/app", "latest")  # two platforms, with attestations
+        f.index("w/fine", "1")
+    session = Session(address)
+    try:
+        first = run(session, build_parser().parse_args(["-r", address, "layers"]))
+        assert not first.message
+        assert {r.platform for r in first.rows if r.repository == "w/app"} == {"linux/amd64", "linux/arm64"}
+        with RegistryClient(address) as client:
+            client.delete_manifest("w/app", pushed.platforms["linux/arm64"])
+            client.delete_manifest("w/app", pushed.attestations[0])  # the linux/amd64 image's
+        ref = parse_ref(f"{address}/w/app:latest")
+        for how, result, fetcher in (
+            ("warm session, storage", run(session, build_parser().parse_args(["-r", address, "layers"])), None),
+            ("cold CLI, storage", jindr("-r", address, "layers"), session.fetcher(address)),
+            ("cold CLI, API", jindr("-r", address, "layers", "--no-local"), session.fetcher(address, local=False)),
+        ):
+            CASES.append(f"child lost after a warm read: {how}")
+            assert "1 broken tag (w/app:latest)" in result.message and "\n" not in result.message, how
+            assert {r.platform for r in result.rows if r.repository == "w/app"} == {"linux/amd64"}, how
+            assert {r.repository for r in result.rows} == {"w/app", "w/fine"}, how
+            if fetcher is not None:  # the same warm cache, each reader asked afresh
+                assert resolve(fetcher, ref).missing == ["linux/arm64", "attestation (linux/amd64)"], how
+    finally:
+        session.close()
+
+
+def _hostile_index_in_storage(storage: Path, repository: str, tag: str, children: list[dict]) -> str:
+    """An index whose children's "digest"s are whatever `children` say, written straight into the
+    registry's storage (its API refuses such an index on PUT) and tagged `tag`; its digest."""
+    raw = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": children}).encode()
+    digest = "sha256:" + hashlib.sha256(raw).hexdigest()
+    v2 = storage / "docker" / "registry" / "v2"
+    blob = v2 / "blobs" / "sha256" / digest[7:9] / digest[7:] / "data"
+    blob.parent.mkdir(parents=True, exist_ok=True)
+    blob.write_bytes(raw)
+    base = v2 / "repositories" / repository / "_manifests"
+    for link in (
+        base / "revisions" / "sha256" / digest[7:],
+        base / "tags" / tag / "current",
+        base / "tags" / tag / "index" / "sha256" / digest[7:],
+    ):
+        link.mkdir(parents=True, exist_ok=True)
+        (link / "link").write_text(digest)
+    return digest
+
+
+def test_a_child_digest_that_is_a_path_is_missing_and_never_read(
+    process_registry: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An index child whose "digest" is `v1/../v1` (the tag v1, were it read as one) or climbs out of
+    the storage directory is a broken child — the registry refuses such an index — from storage and
+    over the API alike; no file outside the storage directory is opened for it."""
+    import os
+
+    from jindr_nb.ops.layers import resolve
+    from jindr_nb.refs import parse_ref
+
+    address = process_registry
+    storage = Path(jindr("-r", address, "status").rows[0].storage).resolve()
+    with RegistryClient(address) as client:
+        f = ImageFactory(client, seed=44)
+        lone = f.single("h/app", "v1")  # what `v1/../v1` would name as a tag
+        raw, good, _, _ = f.image_manifest("h/app", ("linux", "amd64", ""))
+    outside = (tmp_path / "outside").resolve()
+    (outside / "current").mkdir(parents=True)
+    (outside / "current" / "link").write_text(lone.digest)  # what the climb would read
+    climb = "v1/" + "../" * 40 + str(outside).lstrip("/")
+    children = [
+        {"mediaType": OCI_MANIFEST, "digest": digest, "size": size, "platform": {"os": "linux", "architecture": arch}}
+        for digest, size, arch in ((good, len(raw), "amd64"), ("v1/../v1", 10, "s390x"), (climb, 10, "ppc64le"))
+    ]
+    top = _hostile_index_in_storage(storage, "h/app", "bad", children)
+    opened: list[str] = []
+    real_open = os.open
+
+    def spy(path, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202 - os.open's own signature
+        opened.append(os.path.realpath(os.fsdecode(path)) if isinstance(path, str | bytes) else str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", spy)
+    session = Session(address)
+    try:
+        ref = parse_ref(f"{address}/h/app:bad")
+        for how, argv in (("storage", ["layers", "h/app:bad"]), ("API", ["layers", "--no-local", "h/app:bad"])):
+            CASES.append(f"child digest that is a path: {how}")
+            found = resolve(session.fetcher(address, local=how == "storage"), ref)
+            assert found.digest == top, how
+            assert found.missing == ["linux/s390x", "linux/ppc64le"], how
+            assert [image.manifest.digest for image in found.images] == [good], how
+            result = jindr("-r", address, *argv)
+            assert {r.platform for r in result.rows} == {"linux/amd64"}, how
+            assert {r.manifest_digest for r in result.rows} == {good}, how
+            assert "broken" in result.message and "h/app:bad" in result.message, how
+            for command in ("history", "config"):
+                rows = jindr("-r", address, command, *argv[1:]).rows
+                assert {r.platform for r in rows} == {"linux/amd64"}, (how, command)
+            local = argv[1:-1]
+            diff = jindr("-r", address, "diff", *local, "h/app:bad", "h/app:v1")
+            assert "A has lost linux/s390x; A has lost linux/ppc64le" in diff.message, how
+            assert jindr("-r", address, "lsi", *local, "h/app:bad").rows[0].missing == found.missing, how
+            kinds = [r.kind for r in jindr("-r", address, "inspect", *local, "h/app:bad").rows]
+            assert kinds == ["index", "image", "missing", "missing"], how
+        assert not [p for p in opened if p.startswith(str(outside))], "a file outside storage was opened"
+    finally:
+        session.close()

@@ -148,3 +148,19 @@ def test_frames_keep_columns_and_types(fetcher: Fetcher) -> None:
     assert frame.loc[frame.repository == "multi/oci", "platforms"].iloc[0] == ["linux/amd64", "linux/arm64"]
     text = to_text(rows, LongImageRow).splitlines()
     assert text[0].split() == list(frame.columns) and len(text) == len(rows) + 1
+
+
+def test_the_content_cache_keeps_digests_that_are_not_digests_off_the_disk(tmp_path) -> None:
+    """A digest comes from a manifest a registry sent; its algorithm part becomes a directory name."""
+    home = tmp_path / "a" / "b" / "cache"
+    cache = ContentCache(home)
+    for bad in ("../../escaped:abc", "sha256:../../x", "sha256:ABC", "md5:" + "0" * 32):
+        cache.put(bad, "application/json", b"{}")
+        cache.put_summary(bad, {"x": 1})
+        cache.clear_memory()
+        assert cache.get(bad) is None
+    cache.close()
+    kept = (home.parent.parent, home.parent, home)
+    outside = [p for p in tmp_path.rglob("*") if p not in kept and home not in p.parents]
+    assert outside == []
+    assert not any(home.rglob("*x*"))

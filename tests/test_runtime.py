@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,12 +43,51 @@ def rt(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, tmp_path
         _, image, host = request.getfixturevalue("podman_engine")
         monkeypatch.setenv("DOCKER_HOST", host)
         args = ["--runtime", "docker", "--image", image]
-    case = Case(kind, f"localhost:{free_port()}", tmp_path / "storage", args)
-    yield case
-    try:
-        jindr("-r", case.address, "stop", "-G")
-    except JindrError:
-        pass
+    return Case(kind, f"localhost:{free_port()}", tmp_path / "storage", args)
+
+
+def _started_here() -> set[str]:
+    """Every address this test had jindr run a registry at, whichever runtime: jindr's own records
+    under the test's state directory (conftest gives each test a fresh one, so all of them are its)."""
+    root = Path(os.environ["JINDR_STATE_DIR"])
+    ports = {p.name for p in (root / "process").glob("*") if p.name.isdigit()}
+    ports |= {p.stem for p in (root / "docker").glob("*.json") if p.stem.isdigit()}
+    return {f"localhost:{port}" for port in ports}
+
+
+def _port_free(address: str, within: float = 10.0) -> bool:
+    import time
+
+    port = int(address.rsplit(":", 1)[1])
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        except OSError:
+            return True  # nothing listens there any more
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+
+
+@pytest.fixture(autouse=True)
+def _nothing_leaks() -> Iterator[None]:
+    """After each test: stop every registry it started; fail, naming each, if one cannot be stopped."""
+    yield
+    leaks = []
+    for address in sorted(_started_here()):
+        try:
+            jindr("-r", address, "stop", "-G")  # "nothing to stop" when the test stopped it already
+            running = [r for r in jindr("-r", address, "status").rows if r.status == "running"]
+        except JindrError as exc:
+            leaks.append(f"{address}: stop failed ({exc})")
+            continue
+        if running:
+            leaks.append(f"{address}: still running after stop ({', '.join(f'{r.runtime} {r.name}' for r in running)})")
+        elif not _port_free(address):
+            leaks.append(f"{address}: stopped, but something still listens on its port")
+    if leaks:
+        pytest.fail("teardown could not stop what the test started: " + "; ".join(leaks))
 
 
 def verify_pull(client: RegistryClient, repository: str, tag: str, pushed: Pushed) -> None:

@@ -20,7 +20,7 @@ from rig import ImageFactory, free_port, registry_binary
 
 from jindr_nb.cli import main
 from jindr_nb.client import RegistryClient
-from jindr_nb.client import registry as registry_module
+from jindr_nb.client import transport as transport_module
 from jindr_nb.commands import Session
 
 NAME = "registry.test"
@@ -98,7 +98,7 @@ def test_https_with_a_trusted_certificate_works(
 ) -> None:
     address, cert = tls_registry
     monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # how a user trusts a private CA
-    monkeypatch.setattr(registry_module, "_TLS_CONTEXT", None)  # built once per process: rebuild it here
+    monkeypatch.setattr(transport_module, "_TLS_CONTEXT", None)  # built once per process: rebuild it here
     with RegistryClient(address) as c:
         assert c.base_url == f"https://{address}"
         pushed = ImageFactory(c).single("secure/app", ["v1"])
@@ -143,7 +143,7 @@ def test_which_registries_get_plain_http(monkeypatch: pytest.MonkeyPatch) -> Non
             assert session.client(name).base_url == f"http://{name}"
         for name in ("registry.example.com", "10.0.0.5:5000", "ghcr.io", "localhost.example.com:5000"):
             client = session.client(name)
-            assert client.base_url == f"https://{name}" and client._http_options["verify"] is True
+            assert client.base_url == f"https://{name}" and client._t.http_options["verify"] is True
         assert said == []
         insecure = Session()
         insecure.notice = said.append

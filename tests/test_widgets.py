@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import time
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from jindr_run import jindr
 from rig import ImageFactory, free_port, start_registry
 
 from jindr_nb.client import RegistryClient
+from jindr_nb.errors import NotFound
 from jindr_nb.ops.delete import SPACE_NOTE
 from jindr_nb.widgets import CopyPanel, DeletePanel
 from jindr_nb.widgets.progress import ProgressBar
@@ -276,6 +278,62 @@ def test_cell_progress_bars_green_then_red(managed, tmp_path: Path) -> None:
     finally:
         ip.run_line_magic("config", "JindrMagics.registry = ''")
         magics.session.progress = lambda name: None
+        dst.stop()
+
+
+def test_a_cp_error_caught_in_the_cell_leaves_its_bar_red(managed, tmp_path: Path) -> None:
+    """Every byte moved, then the destination refused the manifest (the fault proxy, a fake for that
+    answer only, in front of a real registry): the cell catches the error and goes on, so IPython sees
+    no error at the cell's end — the bar must be red with the error all the same, and a copy that
+    worked is green as soon as its line returns, before the cell ends."""
+    from faultproxy import FaultProxy, Rule
+
+    from jindr_nb.magics import _progress_bar
+
+    address, _ = managed
+    dst = start_registry(tmp_path / "dst")
+    ip = InteractiveShell.instance()
+    ip.run_line_magic("load_ext", "jindr_nb")
+    magics = ip.magics_manager.registry["JindrMagics"]
+    made: list[ProgressBar] = []
+
+    def bars(name: str):
+        made.append(_progress_bar(name).__self__)
+        return made[-1].update
+
+    try:
+        ip.run_line_magic("config", f"JindrMagics.registry = {address!r}")
+        magics.session.progress = bars  # what a kernel's session gets; a plain shell has none
+        ip.user_ns["made"] = made
+        with FaultProxy(dst.address) as proxy:
+            refused = proxy.plan(Rule("PUT", r"/manifests/", "status", status=400))
+            cell = (
+                "from jindr_nb.errors import JindrError\n"
+                "try:\n"
+                f"    %jindr cp web/app:v1 {proxy.address}\n"
+                "except JindrError as exc:\n"
+                "    caught = exc\n"
+                "after = made[-1].bar.bar_style\n"
+            )
+            result = ip.run_cell(cell)
+        assert result.success, result.error_in_exec
+        assert refused.faulted >= 1
+        [bar] = made
+        assert bar.total and bar.done == bar.total, (bar.done, bar.total)  # all of it moved
+        assert ip.user_ns["after"] == "danger"  # red when the line failed, not only at the cell's end
+        assert bar.state == "failed" and bar.bar.bar_style == "danger" and bar.bar.value == bar.bar.max
+        error = str(ip.user_ns["caught"]).splitlines()[-1]
+        assert "failed" in bar.label.value and html.escape(error) in bar.label.value, bar.label.value
+        assert "done" not in bar.label.value
+        with RegistryClient(dst.address) as c, pytest.raises(NotFound):
+            c.tags("web/app")  # no manifest, no tag arrived there: red is the truth
+        ok = ip.run_cell(f"%jindr cp tools/cli:1.0 {dst.address}\nafter = made[-1].bar.bar_style\n")
+        assert ok.success and len(made) == 2 and ip.user_ns["after"] == "success"
+        assert made[0].bar.bar_style == "danger"  # the earlier bar stays as it ended
+    finally:
+        ip.run_line_magic("config", "JindrMagics.registry = ''")
+        magics.session.progress = lambda name: None
+        ip.user_ns.pop("made", None)
         dst.stop()
 
 

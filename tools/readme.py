@@ -1,5 +1,6 @@
 """Rewrite the README's generated parts: the command reference, and the last benchmark tables."""
 
+import sys
 from pathlib import Path
 
 from jindr_nb.commands import reference_markdown
@@ -22,6 +23,7 @@ def reliability_table(counts: Path) -> str:
     names = {
         "badinput": ("Bad input (CLI and `%jindr`, plus a real kernel and the executable)", "bad_inputs"),
         "hostile": ("Hostile registry answers through a fault-injecting proxy", "hostile_cases"),
+        "transport_hostile": ("Hostile answers at the HTTP layer, loopback and TLS stacks", "hostile_cases"),
         "kill": ("Kills and Ctrl-C in the middle of cp, load, rmr, gc, listing", "fault_cases"),
         "runtime_faults": ("Runtime faults (engine down, SIGKILL, stale pid, read-only, disk full)", "fault_cases"),
         "load": ("Load: 2,000 repositories x 5 tags, listings during writes", "load_cases"),
@@ -43,11 +45,21 @@ def reliability_table(counts: Path) -> str:
     return "\n".join(lines)
 
 
+def bench_tables(folder: Path) -> str:
+    """The targets table (every part's `results-X.json`), then each part's own tables, as `make bench` left them."""
+    sys.path.insert(0, str(folder))
+    from targets import PARTS, collected, markdown
+
+    found = [p.read_text() for p in (folder / f"results-{part}.md" for part in PARTS) if p.exists()]
+    rows = collected(folder)
+    head = ["The targets, from the same runs as the tables below:", "", markdown(rows), ""] if rows else []
+    return "\n".join(head + found)
+
+
 text = replace(path.read_text(), "commands", reference_markdown())
-results = [ROOT / "tests" / "benchmarks" / n for n in ("results-core.md", "results-copy.md", "results-load.md")]
-found = [p.read_text() for p in results if p.exists()]
-if found:
-    text = replace(text, "bench", "\n".join(found))
+bench = bench_tables(ROOT / "tests" / "benchmarks")
+if bench:
+    text = replace(text, "bench", bench)
 counts = ROOT / "tests" / ".counts"
 if "<!-- reliability:start -->" in text and counts.is_dir():
     text = replace(text, "reliability", reliability_table(counts))

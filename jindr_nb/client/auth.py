@@ -5,19 +5,20 @@ from __future__ import annotations
 import base64
 import os
 import re
-import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from ..errors import Unauthorized
 
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["Challenge", "Credentials", "TokenCache", "docker_credentials", "parse_challenge"]
+__all__ = ["Challenge", "Credentials", "docker_credentials", "fetch_token", "parse_challenge"]
 
 #: RFC 6750's b64token: what a bearer token may hold, and so all an Authorization header gets from one.
 _BEARER_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*\Z")
+_UNSAFE = re.compile(r"[\r\n\x00]")
 _PARAM = re.compile(r'(\w+)\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s,]+))')
 
 
@@ -81,77 +82,77 @@ def docker_credentials(registry: str, config_path: str | None = None) -> Credent
     return Credentials(username, password, token)
 
 
-class TokenCache:
-    """Bearer tokens by (realm, service, scope), shared by a client's threads."""
+def fetch_token(http: httpx.Client, challenge: Challenge, scope: str, creds: Credentials | None, registry: str) -> str:
+    """Ask the challenge's realm for a bearer token for `scope` (using `creds` when we have them).
 
-    def __init__(self) -> None:
-        self._tokens: dict[tuple[str, str, str], str] = {}
-        self._lock = threading.Lock()
+    The realm comes from the registry's answer: one that is not a plain http(s) URL (a control
+    character, say, that would put text of the registry's choosing on the wire) gets no request.
+    """
+    import httpx
 
-    def get(self, key: tuple[str, str, str]) -> str | None:
-        with self._lock:
-            return self._tokens.get(key)
-
-    def put(self, key: tuple[str, str, str], token: str) -> None:
-        with self._lock:
-            self._tokens[key] = token
-
-    def fetch(
-        self, http: httpx.Client, challenge: Challenge, scope: str, creds: Credentials | None, registry: str
-    ) -> str:
-        """Ask the challenge's realm for a token for `scope` (using `creds` when we have them)."""
-        import httpx
-
-        realm = challenge.params.get("realm")
-        if not realm:
-            raise Unauthorized(f"{registry} sent a Bearer challenge without a realm", registry=registry)
-        service = challenge.params.get("service", "")
-        scope = challenge.params.get("scope") or scope
-        key = (realm, service, scope)
-        params = {k: v for k, v in (("service", service), ("scope", scope)) if v}
-        headers = {"Authorization": creds.basic_header()} if creds and creds.username else {}
-        try:
-            if creds and creds.identity_token:
-                resp = http.post(
-                    realm,
-                    data={
-                        "grant_type": "refresh_token",
-                        "refresh_token": creds.identity_token,
-                        "service": service,
-                        "scope": scope,
-                    },
-                )
-            else:
-                resp = http.get(realm, params=params, headers=headers)
-        except httpx.HTTPError as exc:
-            raise Unauthorized(f"token server {realm} for {registry} failed: {exc}", registry=registry) from None
-        if resp.status_code in (401, 403):
-            raise Unauthorized(
-                f"{registry} refused the credentials"
-                + (" from the docker config" if creds else "; log in with `docker login " + registry + "`"),
-                registry=registry,
-                status=resp.status_code,
+    realm = challenge.params.get("realm")
+    if not realm:
+        raise Unauthorized(f"{registry} sent a Bearer challenge without a realm", registry=registry)
+    parts = urlsplit(realm) if not _UNSAFE.search(realm) else None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise Unauthorized(
+            f"{registry} named a token server that is not an http(s) URL (or holds a control character); "
+            "nothing was sent to it — check the registry's auth settings",
+            registry=registry,
+        )
+    server = parts.hostname
+    service = challenge.params.get("service", "")
+    scope = challenge.params.get("scope") or scope
+    if _UNSAFE.search(service) or _UNSAFE.search(scope):
+        raise Unauthorized(
+            f"{registry} sent a challenge for token server {server} with a control character in it; not asked",
+            registry=registry,
+        )
+    params = {k: v for k, v in (("service", service), ("scope", scope)) if v}
+    headers = {"Authorization": creds.basic_header()} if creds and creds.username else {}
+    try:
+        if creds and creds.identity_token:
+            resp = http.post(
+                realm,
+                data={
+                    "grant_type": "refresh_token",
+                    "refresh_token": creds.identity_token,
+                    "service": service,
+                    "scope": scope,
+                },
             )
-        if resp.status_code != 200:
-            raise Unauthorized(
-                f"token server {realm} answered {resp.status_code} for {registry}",
-                registry=registry,
-                status=resp.status_code,
-            )
-        try:
-            body = resp.json()
-            token = body.get("token") or body.get("access_token")
-        except ValueError:
-            token = None
-        if not token:
-            raise Unauthorized(f"token server {realm} sent no token for {registry}", registry=registry)
-        if not isinstance(token, str) or not _BEARER_TOKEN.match(token):
-            # Never sent, never shown: a value with CR/LF would put headers of the server's choosing
-            # on the wire, and the token itself is a secret.
-            raise Unauthorized(
-                f"token server {realm} sent a token for {registry} that is not a bearer token (RFC 6750: letters, "
-                "digits and -._~+/ only); not sent — check the token server",
-                registry=registry,
-            )
-        self.put(key, token)
-        return token
+        else:
+            resp = http.get(realm, params=params, headers=headers)
+    except httpx.HTTPError as exc:
+        raise Unauthorized(
+            f"token server {server} for {registry} failed ({type(exc).__name__})", registry=registry
+        ) from None
+    if resp.status_code in (401, 403):
+        raise Unauthorized(
+            f"{registry} refused the credentials"
+            + (" from the docker config" if creds else "; log in with `docker login " + registry + "`"),
+            registry=registry,
+            status=resp.status_code,
+        )
+    if resp.status_code != 200:
+        raise Unauthorized(
+            f"token server {server} answered {resp.status_code} for {registry}",
+            registry=registry,
+            status=resp.status_code,
+        )
+    try:
+        body = resp.json()
+        token = body.get("token") or body.get("access_token")
+    except (ValueError, AttributeError):
+        token = None
+    if not token:
+        raise Unauthorized(f"token server {server} sent no token for {registry}", registry=registry)
+    if not isinstance(token, str) or not _BEARER_TOKEN.match(token):
+        # Never sent, never shown: a value with CR/LF would put headers of the server's choosing
+        # on the wire, and the token itself is a secret.
+        raise Unauthorized(
+            f"token server {server} sent a token for {registry} that is not a bearer token (RFC 6750: letters, "
+            "digits and -._~+/ only); not sent — check the token server",
+            registry=registry,
+        )
+    return token

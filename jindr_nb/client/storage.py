@@ -4,6 +4,11 @@ For registries jindr runs here (it knows their storage directory). Read-only. Th
 distribution registry's own (`docker/registry/v2/`): repositories hold link files pointing into a
 content-addressed blob store. A link being rewritten by a push can read empty or torn for an
 instant; anything that is not a valid digest makes this reader ask the registry's API instead.
+
+Names become paths only when they are what the registry itself would take: a digest, a tag of the
+distribution grammar, a repository of its grammar (`StorageReader`, which answers names from users
+and from manifests); `StorageLayout`, which also serves names read from the storage's own
+directories (`gc`), refuses any that would leave its directory (`..`, absolute, empty parts).
 """
 
 from __future__ import annotations
@@ -11,16 +16,35 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import NotFound
-from ..models import MAX_MANIFEST_BYTES, OCI_INDEX, OCI_MANIFEST, verify_digest
+from ..models import MAX_MANIFEST_BYTES, is_tag, stored_media_type, verify_digest
 from .registry import ManifestBytes, RegistryClient
 
 __all__ = ["StorageLayout", "StorageReader"]
 
 _DIGEST = re.compile(r"sha256:[a-f0-9]{64}\Z")
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+#: A repository name as the distribution registry takes one (at most 255 characters).
+_REPOSITORY = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*\Z")
+
+
+def _repository_ok(name: str) -> bool:
+    """`name` is a repository by the registry's grammar (so no part of it is `..` or empty)."""
+    return len(name) <= 255 and _REPOSITORY.match(name) is not None
+
+
+def _inside(name: str, *, parts: bool) -> bool:
+    """`name` stays inside the directory it is joined to: not empty nor absolute, no `..` or empty
+    part, no NUL (with `parts` False: one part, not `.`)."""
+    if not name or "\0" in name or name[0] == "/":
+        return False
+    if not parts:
+        return "/" not in name and name not in (".", "..")
+    return all(part not in ("", "..") for part in name.split("/"))
 
 
 class StorageLayout:
@@ -47,10 +71,15 @@ class StorageLayout:
         return sorted(names)
 
     def repo_dir(self, repository: str) -> Path:
+        """The repository's directory (ValueError for a name that would leave the storage)."""
+        if not _inside(repository, parts=True):
+            raise ValueError(f"repository {repository!r} would leave the storage directory")
         return self.repositories_dir / repository
 
     def tags(self, repository: str) -> list[str] | None:
         """Tag names, or None when the repository does not exist."""
+        if not _inside(repository, parts=True):
+            return None
         tags_dir = self.repo_dir(repository) / "_manifests" / "tags"
         if not (self.repo_dir(repository) / "_manifests").is_dir():
             return None
@@ -62,10 +91,14 @@ class StorageLayout:
     def tag_digest(self, repository: str, tag: str) -> str | None:
         """The digest a tag points at, or None when missing or unreadable (mid-write)."""
         # Plain strings, not pathlib: this runs once per tag in every listing.
+        if not (_inside(repository, parts=True) and _inside(tag, parts=False)):
+            return None
         return _read_link(f"{self._repos}/{repository}/_manifests/tags/{tag}/current/link")
 
     def revisions(self, repository: str) -> list[str]:
         """Every manifest digest stored in the repository (tagged or not)."""
+        if not _inside(repository, parts=True):
+            return []
         base = self.repo_dir(repository) / "_manifests" / "revisions" / "sha256"
         try:
             return [f"sha256:{e.name}" for e in os.scandir(base) if e.is_dir() and (Path(e.path) / "link").exists()]
@@ -73,24 +106,29 @@ class StorageLayout:
             return []
 
     def has_revision(self, repository: str, digest: str) -> bool:
+        if not (_DIGEST.match(digest) and _inside(repository, parts=True)):
+            return False
         algorithm, _, hexpart = digest.partition(":")
         return _read_link(f"{self._repos}/{repository}/_manifests/revisions/{algorithm}/{hexpart}/link") == digest
 
     def has_layer_link(self, repository: str, digest: str) -> bool:
+        """The repository links the blob: its `_layers` link file is there. A stat, not a read: the
+        link's path names the digest already, and a blob read through it is checked against that
+        digest (a link caught mid-write only lets through bytes the push has finished writing)."""
+        if not (_DIGEST.match(digest) and _inside(repository, parts=True)):
+            return False
         algorithm, _, hexpart = digest.partition(":")
-        return _read_link(f"{self._repos}/{repository}/_layers/{algorithm}/{hexpart}/link") == digest
+        return os.path.exists(f"{self._repos}/{repository}/_layers/{algorithm}/{hexpart}/link")
 
     def blob_path(self, digest: str) -> str:
         algorithm, _, hexpart = digest.partition(":")
         return f"{self._blobs}/{algorithm}/{hexpart[:2]}/{hexpart}/data"
 
     def read_blob(self, digest: str, limit: int) -> bytes | None:
-        try:
-            with open(self.blob_path(digest), "rb") as fh:
-                data = fh.read(limit + 1)
-        except OSError:
+        """A blob's bytes, or None when it is missing, unreadable or larger than `limit`."""
+        if not _DIGEST.match(digest):
             return None
-        return data if len(data) <= limit else None
+        return _read_file(self.blob_path(digest), limit)
 
     def blobs(self) -> Iterator[tuple[str, int]]:
         """(digest, bytes) of every blob in the store."""
@@ -114,6 +152,9 @@ class StorageReader:
     Anything storage cannot answer cleanly goes to `api`, the registry's own client.
     """
 
+    #: Reads the registry's storage on this machine, not its API (`ops.fetch.ManifestSource`).
+    local = True
+
     def __init__(self, root: Path | str, api: RegistryClient) -> None:
         self.layout = StorageLayout(root)
         self.api = api
@@ -125,6 +166,8 @@ class StorageReader:
     def _has_revision(self, repository: str, digest: str) -> bool:
         if (repository, digest) in self._revisions:
             return True
+        if not _repository_ok(repository):
+            return False
         if self.layout.has_revision(repository, digest):
             self._revisions.add((repository, digest))
             return True
@@ -135,6 +178,8 @@ class StorageReader:
         still lists the manifest in the repository; reading it is left to the read that follows)."""
         if (repository, digest) in self._revisions:
             return True
+        if not (_DIGEST.match(digest) and _repository_ok(repository)):
+            return False
         algorithm, _, hexpart = digest.partition(":")
         return os.path.exists(f"{self.layout._repos}/{repository}/_manifests/revisions/{algorithm}/{hexpart}/link")
 
@@ -145,7 +190,7 @@ class StorageReader:
         return self.layout.repositories()
 
     def tags(self, repository: str) -> list[str]:
-        tags = self.layout.tags(repository)
+        tags = self.layout.tags(repository) if _repository_ok(repository) else None
         if tags is None:
             return self.api.tags(repository)  # raises the API's own NotFound
         return tags
@@ -153,28 +198,46 @@ class StorageReader:
     def resolve_tag(self, repository: str, tag: str) -> str | None:
         """The digest a tag points at, read from its link file (None: ask `get_manifest`) — only when
         the repository still holds that manifest's revision, as the registry requires to serve it
-        (a torn tag, whose revision a killed delete removed, is not served)."""
+        (a torn tag, whose revision a killed delete removed, is not served). Only a tag and a
+        repository of the registry's grammar are looked up (`v1/../v1` is no tag)."""
+        if not (is_tag(tag) and _repository_ok(repository)):
+            return None
         digest = self.layout.tag_digest(repository, tag)
         return digest if digest is not None and self._has_revision(repository, digest) else None
 
     def get_manifest(self, repository: str, reference: str) -> ManifestBytes:
+        found = self.read_manifest(repository, reference)
+        if found is None:
+            return self.api.get_manifest(repository, reference)
+        digest, raw = found
+        return ManifestBytes(raw, _media_type(raw), digest)
+
+    def read_manifest(self, repository: str, reference: str) -> tuple[str, bytes] | None:
+        """(digest, verified bytes) of a manifest the repository holds, from storage alone; None
+        when storage cannot answer cleanly (no revision link, a torn read): ask `get_manifest`.
+        Reading it is the proof that the registry serves it: revision link and blob are there.
+        A reference that is neither a digest nor a tag (nor a repository outside the grammar) is
+        not looked up: None."""
+        if not _repository_ok(repository):
+            return None
         if _DIGEST.match(reference):
             digest: str | None = reference if self._has_revision(repository, reference) else None
         else:
             digest = self.resolve_tag(repository, reference)
         if digest is None:
-            return self.api.get_manifest(repository, reference)
+            return None
         raw = self.layout.read_blob(digest, MAX_MANIFEST_BYTES)
         if raw is None:
-            return self.api.get_manifest(repository, reference)
+            return None
         try:
             verify_digest(raw, digest, "manifest")
         except Exception:  # noqa: BLE001 - a torn read: the API knows better
-            return self.api.get_manifest(repository, reference)
-        return ManifestBytes(raw, _media_type(raw), digest)
+            return None
+        return digest, raw
 
     def get_blob(self, repository: str, digest: str, *, limit: int = 64 * 1024 * 1024) -> bytes:
-        if self.layout.has_layer_link(repository, digest):
+        # Only a well-formed digest becomes a path (a manifest's descriptor can say anything).
+        if _DIGEST.match(digest) and _repository_ok(repository) and self.layout.has_layer_link(repository, digest):
             data = self.layout.read_blob(digest, limit)
             if data is not None:
                 try:
@@ -187,7 +250,11 @@ class StorageReader:
     def has_manifest(self, repository: str, digest: str) -> bool:
         """True when the repository holds the manifest: its revision link and its blob are on disk
         (what the registry checks); a miss asks the API, in case a link read torn."""
-        if self._revision_linked(repository, digest) and os.path.exists(self.layout.blob_path(digest)):
+        if (
+            _DIGEST.match(digest)
+            and self._revision_linked(repository, digest)
+            and os.path.exists(self.layout.blob_path(digest))
+        ):
             return True
         return self.api.head_manifest(repository, digest) is not None
 
@@ -199,24 +266,73 @@ class StorageReader:
         return got.digest, got.media_type, len(got.raw)
 
 
-def _read_link(path: str | Path) -> str | None:
+def _read_file(path: str, limit: int) -> bytes | None:
+    """The bytes of a small file, None when it is missing, unreadable or over `limit` bytes.
+
+    Plain `os` calls: a listing reads thousands of these, and a buffered file object per read
+    costs more than the read. Read in steps, so a 4 MiB limit does not allocate 4 MiB per file.
+    Only a regular file is read (see `_open`): a FIFO or device planted in storage cannot hang it."""
+    fd = _open(path)
+    if fd is None:
+        return None
     try:
-        with open(path, "rb") as fh:
-            text = fh.read(200).decode("ascii").strip()
+        data = os.read(fd, min(limit + 1, _STEP))
+        if len(data) == _STEP:  # more may follow: read on until the end or past the limit
+            parts = [data]
+            size = len(data)
+            while size <= limit:
+                more = os.read(fd, min(limit + 1 - size, 16 * _STEP))
+                if not more:
+                    break
+                parts.append(more)
+                size += len(more)
+            data = b"".join(parts)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    return data if len(data) <= limit else None
+
+
+_STEP = 64 * 1024
+
+
+def _open(path: str) -> int | None:
+    """A descriptor for reading the regular file at `path`, None for anything else or an error.
+
+    `O_NONBLOCK`: opening a FIFO does not wait for a writer (and is then refused as not a regular
+    file); it changes nothing for a regular file. Symbolic links are followed, as the registry
+    follows them: a storage tree may be laid out with them, and `gc` must read what it keeps."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError:
+        return None
+    try:
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            return fd
+    except OSError:
+        pass
+    os.close(fd)
+    return None
+
+
+def _read_link(path: str) -> str | None:
+    """The digest a link file names, None when missing, unreadable or not a digest (mid-write)."""
+    fd = _open(path)
+    if fd is None:
+        return None
+    try:
+        text = os.read(fd, 200).decode("ascii").strip()
     except (OSError, UnicodeDecodeError):
         return None
+    finally:
+        os.close(fd)
     return text if _DIGEST.match(text) else None
 
 
 def _media_type(raw: bytes) -> str:
     """What the registry sends as Content-Type: the manifest's own mediaType, else guessed as it does."""
     try:
-        data = json.loads(raw)
+        return stored_media_type(json.loads(raw))
     except ValueError:
         return ""
-    if not isinstance(data, dict):
-        return ""
-    declared = data.get("mediaType")
-    if declared:
-        return str(declared)
-    return OCI_INDEX if "manifests" in data else OCI_MANIFEST

@@ -17,6 +17,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 from .._files import private_dirs
+from ..models import is_digest
 
 __all__ = ["ContentCache", "default_cache_dir"]
 
@@ -173,9 +174,9 @@ class ContentCache:
     def _path(self, digest: str) -> Path | None:
         if not self._disk_ok or self.directory is None:
             return None
-        algorithm, _, hexpart = digest.partition(":")
-        if not hexpart or not hexpart.isalnum():
+        if not is_digest(digest):  # the algorithm too becomes a path component: `../../x:abc` must not
             return None
+        algorithm, _, hexpart = digest.partition(":")
         return Path(f"{self.directory}/{algorithm}/{hexpart[:2]}/{hexpart}")
 
 

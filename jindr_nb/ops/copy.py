@@ -24,7 +24,7 @@ from .fetch import blob_present, fetch_manifest
 from .graph import Graph, walk
 from .pool import Cancelled, workers
 
-__all__ = ["CopyProgress", "copy_image", "current_digest", "tag_action", "CHUNKED_ABOVE"]
+__all__ = ["CopyProgress", "copy_image", "copy_images", "copy_to_ecr", "current_digest", "tag_action", "CHUNKED_ABOVE"]
 
 CHUNKED_ABOVE = 256 * 1024 * 1024  # bigger blobs go up in PATCH chunks, so a registry never sees one huge body
 CHUNK = 64 * 1024 * 1024
@@ -64,6 +64,47 @@ def copy_image(
     """Copy `src_ref` to `dst_ref` (plus `tags` of the same image); one result row."""
     with _sides_named(src, dst):
         return _copy_image(src, src_ref, dst, dst_ref, tags=tags, jobs=jobs, progress=progress)
+
+
+def copy_images(
+    src: RegistryClient,
+    refs: Sequence[Ref],
+    dst: RegistryClient,
+    repository: str,
+    *,
+    tags: Sequence[str] = (),
+    jobs: int = 4,
+    progress: Callable[[str], Callable[[int, int], None] | None] = lambda name: None,
+) -> list[CopyRow]:
+    """`cp`: each of `refs` (tags of one source repository) to the same tag of `repository` at
+    `dst`, plus `tags`; one row each, in order. `progress` makes a callback per image."""
+    rows = []
+    for ref in refs:
+        target = Ref(dst.registry, repository, ref.tag, None)
+        rows.append(copy_image(src, ref, dst, target, tags=tags, jobs=jobs, progress=progress(str(ref))))
+    return rows
+
+
+def copy_to_ecr(
+    src: RegistryClient,
+    refs: Sequence[Ref],
+    repository: str,
+    *,
+    region: str | None = None,
+    keep: int = 4,
+    tags: Sequence[str] = (),
+    jobs: int = 4,
+    progress: Callable[[str], Callable[[int, int], None] | None] = lambda name: None,
+) -> tuple[list[CopyRow], str]:
+    """`cpe`: make sure the ECR repository exists (created with a lifecycle policy keeping `keep`
+    images), then `copy_images` to it; the rows, and a line saying which repository and region."""
+    from ..ecr import ecr_target
+
+    target = ecr_target(repository, region=region, keep=keep)
+    with RegistryClient(target.registry, credentials=target.credentials) as dst:
+        rows = copy_images(src, refs, dst, repository, tags=tags, jobs=jobs, progress=progress)
+    state = "created with the lifecycle policy" if target.created else "exists"
+    return rows, f"ECR repository {repository} in {target.region}: {state}"
 
 
 @contextmanager

@@ -27,22 +27,30 @@ import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ..client import RegistryClient
 from ..errors import IntegrityError, JindrError, NotFound, Refused, RestoreFailed, Unauthorized, Unsupported
 from ..models import INDEX_TYPES, OCI_MANIFEST, ActionRow, Descriptor, Index, parse_manifest, sha256_digest
 from ..refs import Ref
 
+if TYPE_CHECKING:
+    from ..runtime import Runtime
+
 __all__ = [
     "Changed",
     "DeletePlan",
     "DeleteOutcome",
+    "ImageDeletion",
     "RepoPlan",
+    "RepoRemoval",
     "check_deletes",
     "delete_all",
     "delete_images",
     "delete_repositories",
+    "plan_deletion",
     "plan_images",
+    "plan_removal",
     "plan_repositories",
 ]
 
@@ -115,6 +123,11 @@ class DeletePlan:
         )
 
     @property
+    def items(self) -> list[TagDelete | DigestDelete]:
+        """Every requested item: the tag deletes, then the digest deletes (shallowest first)."""
+        return [*self.tag_deletes, *self.digest_deletes]
+
+    @property
     def repositories(self) -> list[str]:
         names = [t.repository for t in self.tag_deletes] + [d.repository for d in self.digest_deletes]
         return list(dict.fromkeys(names))
@@ -147,7 +160,7 @@ class DeletePlan:
 
     def rows(self, action: str) -> list[ActionRow]:
         rows: list[ActionRow] = []
-        for item in [*self.tag_deletes, *self.digest_deletes]:
+        for item in self.items:
             rows.extend(self.item_rows(item, action))
         return rows + self.kept_rows()
 
@@ -158,6 +171,8 @@ class DeleteOutcome:
 
     rows: list[ActionRow]
     error: str = ""
+    #: What to tell the user when nothing failed ("" for nothing); with an error, the error says it.
+    message: str = ""
 
 
 @dataclass
@@ -507,8 +522,7 @@ def delete_all(
     errors: list[str] = []
     for client, plan in plans:
         if errors:  # an earlier registry failed: the plan of this one is not attempted
-            items = [*plan.tag_deletes, *plan.digest_deletes]
-            rows.extend(row for item in items for row in plan.item_rows(item, "kept", NOT_ATTEMPTED))
+            rows.extend(row for item in plan.items for row in plan.item_rows(item, "kept", NOT_ATTEMPTED))
             continue
         outcome = delete_images(client, plan, tag_delete_api=tag_delete_api(client.registry))
         rows.extend(outcome.rows)
@@ -537,7 +551,7 @@ class RepoPlan:
     def rows(self, action: str, note: str, *, torn_removed: bool = False) -> list[ActionRow]:
         """One row per tag; `torn_removed`: the repository's directory goes, torn tags with it. After
         a failed `delete_repositories`, digests it did not delete are `kept`, saying why."""
-        rows = []
+        rows: list[ActionRow] = []
         for digest, tags in sorted(self.digests.items()):
             if action == "deleted" and self.error and digest not in self.done:
                 why = f"delete failed: {self.error}" if digest == self.failed else NOT_ATTEMPTED
@@ -590,3 +604,95 @@ def delete_repositories(client: RegistryClient, plans: Sequence[RepoPlan]) -> st
                 return str(exc)
             plan.done.add(digest)
     return ""
+
+
+@dataclass
+class ImageDeletion:
+    """`rmi` over one or more registries: every registry's plan, made before anything is touched."""
+
+    #: (client, the refs asked for in its registry, the plan for them), in the order given.
+    plans: list[tuple[RegistryClient, list[Ref], DeletePlan]]
+    with_index: bool = False
+
+    def rows(self, action: str = "would delete") -> list[ActionRow]:
+        return [row for _, _, plan in self.plans for row in plan.rows(action)]
+
+    def question(self) -> str:
+        """What a face asks before acting: every tag and digest that goes, digests with their tags."""
+        names = [f"{t.repository}:{t.tag}" for _, _, p in self.plans for t in p.tag_deletes]
+        for _, _, p in self.plans:
+            for d in p.digest_deletes:
+                tags = [*(t for i in d.indexes for t in i.tags), *d.tags]
+                indexes = f", {len(d.indexes)} index(es)" if d.indexes else ""
+                names.append(f"{d.repository}@{d.digest[:19]}… (tags: {', '.join(tags) or 'none'}{indexes})")
+        return f"delete {', '.join(names)}?"
+
+    def carry_out(self, *, tag_delete_api: Callable[[str], bool], recheck: bool = False) -> DeleteOutcome:
+        """Delete as planned (`delete_all`); `recheck` (after the user took time to confirm): plan
+        again first and refuse, deleting nothing, if any registry changed since."""
+        selections = {id(plan): refs for _, refs, plan in self.plans}
+
+        def replan(client: RegistryClient, plan: DeletePlan) -> DeletePlan:
+            return plan_images(client, selections[id(plan)], with_index=self.with_index)
+
+        pairs = [(client, plan) for client, _, plan in self.plans]
+        return delete_all(pairs, tag_delete_api=tag_delete_api, replan=replan if recheck else None)
+
+
+def plan_deletion(
+    client_for: Callable[[str], RegistryClient],
+    selections: Sequence[tuple[str, list[Ref]]],
+    *,
+    with_index: bool = False,
+) -> ImageDeletion:
+    """Plan `rmi` in every registry of `selections` ((registry, refs) pairs) before touching any."""
+    plans = []
+    for registry, refs in selections:
+        client = client_for(registry)
+        plans.append((client, refs, plan_images(client, refs, with_index=with_index)))
+    return ImageDeletion(plans, with_index)
+
+
+@dataclass
+class RepoRemoval:
+    """`rmr`, planned: the repositories' plans, and how they go.
+
+    On a registry jindr runs and that is running (`runtime`), the repositories' directories are
+    removed from its storage while it is paused (what the API cannot do: the names leave the
+    catalog, torn tags go too) and it is garbage-collected; on any other registry, every tagged
+    manifest is deleted through the API and the names stay in the catalog.
+    """
+
+    client: RegistryClient
+    repositories: list[str]
+    plans: list[RepoPlan]
+    runtime: Runtime | None = None
+
+    def rows(self, action: str = "would delete") -> list[ActionRow]:
+        return [row for p in self.plans for row in p.rows(action, "", torn_removed=self.runtime is not None)]
+
+    def carry_out(self) -> DeleteOutcome:
+        if self.runtime is not None:
+            from .gc import collect
+
+            gc = collect(self.runtime, self.client.registry, remove_repositories=self.repositories)
+            note = "repository removed from storage"
+            rows = [row for p in self.plans for row in p.rows("deleted", note, torn_removed=True)]
+            message = f"{len(self.repositories)} repositories removed; garbage collection reclaimed {gc.describe()}"
+            return DeleteOutcome(rows, message=message)
+        error = delete_repositories(self.client, self.plans)
+        rows = [row for p in self.plans for row in p.rows("deleted", f"manifest deleted; {SPACE_NOTE} of the registry")]
+        if error:
+            return DeleteOutcome(rows, f"{error}; the rest was not attempted")
+        message = (
+            "the repository names stay in the catalog until the registry's operator removes them "
+            "(the registry API cannot delete a repository)"
+        )
+        return DeleteOutcome(rows, message=message)
+
+
+def plan_removal(client: RegistryClient, repositories: Sequence[str], runtime: Runtime | None = None) -> RepoRemoval:
+    """Plan `rmr`: every repository must exist, and (through the API: no `runtime`, the running
+    registry's runtime when jindr runs it here) the registry must accept deletes, before anything goes."""
+    repos = list(repositories)
+    return RepoRemoval(client, repos, plan_repositories(client, repos, probe=runtime is None), runtime)

@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 
 from ..errors import NotFound
-from ..models import DuRow, DuTotalRow
+from ..models import DuRow, DuTotalRow, GcRow
 from .fetch import Fetcher
 from .graph import Graph, walk
+from .notices import broken_notice
 from .pool import workers
 
 __all__ = ["Usage", "disk_usage"]
@@ -34,6 +36,20 @@ class Usage:
     total: DuTotalRow
     broken: list[str]  # repo:tag, torn ones included
     torn: list[str] = field(default_factory=list)  # repo:tag listed with no manifest at all
+
+    def notice(self, *, total: bool = False) -> str:
+        """The line beside the rows: broken tags, and (per repository, not `total`) the registry's totals."""
+        notes = [broken_notice(self.broken, self.torn)] if self.broken else []
+        if total:
+            return "; ".join(notes)
+        t = self.total
+        line = (
+            f"registry total: {t.repositories} repositories, {t.manifests} manifests, {t.blobs} blobs, "
+            f"{GcRow.binary(t.size)}"
+        )
+        if t.disk_bytes is not None:
+            line += f"; {GcRow.binary(t.disk_bytes)} on disk, gc would reclaim {GcRow.binary(t.gc_bytes or 0)} now"
+        return "; ".join([*notes, line + " (`du --total` as a table)"])
 
 
 def _repo_content(fetcher: Fetcher, repository: str) -> _Content:
@@ -64,11 +80,15 @@ def _repo_content(fetcher: Fetcher, repository: str) -> _Content:
     return content
 
 
-def disk_usage(fetcher: Fetcher, repositories: Sequence[str] = (), *, jobs: int = 8) -> Usage:
+def disk_usage(
+    fetcher: Fetcher, repositories: Sequence[str] = (), *, storage: Path | None = None, jobs: int = 8
+) -> Usage:
     """One row per repository: distinct blobs it references, those only it references, and the rest;
     and the registry's totals, distinct across repositories.
 
     Sharing is judged against every repository of the registry, also when only some are shown.
+    With the registry's `storage` directory (a registry jindr runs here), the totals also say the
+    disk it takes and what `gc` would remove now.
     """
     everything = sorted(fetcher.client.catalog())
     wanted = list(repositories) or everything
@@ -105,6 +125,20 @@ def disk_usage(fetcher: Fetcher, repositories: Sequence[str] = (), *, jobs: int 
         gc_blobs=None,
         gc_bytes=None,
     )
+    if storage is not None:
+        _add_disk(total, storage)
     broken = [f"{name}:{tag}" for name in wanted for tag in contents[name].broken]
     torn = [f"{name}:{tag}" for name in wanted for tag in contents[name].torn]
     return Usage(rows, total, broken, torn)
+
+
+def _add_disk(total: DuTotalRow, storage: Path) -> None:
+    """The disk blocks under `storage`, and the blobs (count, apparent bytes) gc would remove now."""
+    from ..client.storage import StorageLayout
+    from ..runtime.base import dir_size
+    from .gc import plan
+
+    would = plan(StorageLayout(storage))
+    total.disk_bytes = dir_size(storage)
+    total.gc_blobs = len(would.blobs)
+    total.gc_bytes = sum(size for _, size in would.blobs)

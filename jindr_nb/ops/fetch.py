@@ -3,14 +3,50 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from ..client import ManifestBytes, RegistryClient
+from ..client.storage import StorageReader
 from ..errors import IntegrityError, NotFound, RegistryError, Unsupported
-from ..models import INDEX_TYPES, Descriptor, Index, Manifest, Platform, config_created, parse_manifest
+from ..models import (
+    INDEX_TYPES,
+    Descriptor,
+    Index,
+    Manifest,
+    Platform,
+    config_created,
+    is_digest,
+    is_tag,
+    parse_manifest,
+    parse_stored_manifest,
+)
 from .cache import ContentCache
 
-__all__ = ["ConfigInfo", "Fetcher", "child_label"]
+__all__ = ["ConfigInfo", "Fetcher", "ManifestSource", "child_label"]
+
+
+class ManifestSource(Protocol):
+    """What a `Fetcher` reads from: a registry's API (`RegistryClient`) or its storage on this
+    machine (`client.storage.StorageReader`) — the reads both answer alike."""
+
+    @property
+    def local(self) -> bool:
+        """True when this reads the registry's own storage on this disk, False over its API."""
+        ...
+
+    registry: str
+
+    def catalog(self) -> list[str]: ...
+
+    def tags(self, repository: str) -> list[str]: ...
+
+    def get_manifest(self, repository: str, reference: str) -> ManifestBytes: ...
+
+    def head_manifest(self, repository: str, reference: str) -> tuple[str, str, int] | None: ...
+
+    def get_blob(self, repository: str, digest: str, *, limit: int = ...) -> bytes: ...
 
 
 def child_label(index: Index, desc: Descriptor) -> str:
@@ -54,8 +90,14 @@ def fetch_manifest(client: RegistryClient, repository: str, reference: str) -> M
 def parse_fetched(registry: str, repository: str, reference: str, got: ManifestBytes) -> Manifest | Index:
     """Parse what a registry sent for a manifest; an error says where it came from (a server that
     is not a registry can answer 200 with anything)."""
+    return _parsed_from(registry, repository, reference, lambda: parse_manifest(got.raw, got.media_type, got.digest))
+
+
+def _parsed_from(
+    registry: str, repository: str, reference: str, parse: Callable[[], Manifest | Index]
+) -> Manifest | Index:
     try:
-        return parse_manifest(got.raw, got.media_type, got.digest)
+        return parse()
     except RegistryError as exc:
         sep = "@" if ":" in reference else ":"
         raise type(exc)(f"{registry} sent {repository}{sep}{reference}, but {exc}", registry=registry) from None
@@ -64,11 +106,14 @@ def parse_fetched(registry: str, repository: str, reference: str, got: ManifestB
 class Fetcher:
     """Reads manifests and configs of one registry, caching what is addressed by digest."""
 
-    def __init__(self, client: RegistryClient, cache: ContentCache | None = None) -> None:
+    def __init__(self, client: ManifestSource, cache: ContentCache | None = None) -> None:
         self.client = client
         self.cache = cache if cache is not None else ContentCache()
-        #: Reading the registry's own storage on this machine (a StorageReader), not its API.
-        self.local = hasattr(client, "resolve_tag")
+        #: Reading the registry's own storage on this machine, not its API.
+        self.local = client.local
+        #: The storage reader itself, when that is the source: its link files answer some
+        #: questions (what a tag points at, whether a manifest is there) without reading manifests.
+        self.storage = client if isinstance(client, StorageReader) else None
         # Content read from a local registry's own storage is on this disk already: copying it into
         # the cache directory would only cost writes. Derived summaries are still kept.
         self.persist = not self.local
@@ -76,6 +121,12 @@ class Fetcher:
     def manifest(self, repository: str, reference: str) -> Manifest | Index:
         """A parsed manifest; by digest from the cache when we have it, by tag always asked (on
         local storage the tag's link names the digest, and the cache answers for that)."""
+        if not (is_tag(reference) or is_digest(reference)):
+            # Neither (a child's "digest" that is a path, say): nothing a registry serves, and never
+            # a path or a URL — `v1/../v1` would name the tag v1.
+            raise NotFound(
+                f"manifest {reference!r} is not in {repository}: not a tag nor a digest", registry=self.client.registry
+            )
         digest = reference if reference.startswith("sha256:") else self.resolve(repository, reference)
         if digest is not None:
             kept = self.cache.parsed(digest)
@@ -86,6 +137,10 @@ class Fetcher:
                 parsed = parse_manifest(hit[1], hit[0], digest)
                 self.cache.keep_parsed(digest, parsed)
                 return parsed
+            if self.storage is not None:
+                stored = self._stored(repository, digest, reference)
+                if stored is not None:
+                    return stored
         # A tag resolved from local storage is read by its digest: its link is read once, not twice.
         got = self.client.get_manifest(repository, digest or reference)
         parsed = parse_fetched(self.client.registry, repository, reference, got)
@@ -99,10 +154,11 @@ class Fetcher:
 
         Over the API, a manifest the cache does not hold is fetched (one GET, as a HEAD would cost)
         rather than asked about: the answer proves it is there and fills the cache for the read
-        that usually follows."""
-        has_manifest = getattr(self.client, "has_manifest", None)
-        if has_manifest is not None:
-            return bool(has_manifest(repository, digest))
+        that usually follows. Anything but a digest is not there (and never becomes a path or URL)."""
+        if not is_digest(digest):
+            return False
+        if self.storage is not None:
+            return self.storage.has_manifest(repository, digest)
         if self.cache.parsed(digest) is None and self.cache.get(digest, disk=self.persist) is None:
             try:
                 self.manifest(repository, digest)
@@ -112,6 +168,41 @@ class Fetcher:
                 return True  # there, but not a manifest jindr reads: the caller's own read says so
             return True
         return self.client.head_manifest(repository, digest) is not None
+
+    def present(self, repository: str, digest: str) -> Manifest | Index:
+        """The manifest `digest`, which the registry must still have (NotFound when it has not):
+        `exists` and then `manifest` in one step. From storage, the read that finds the manifest
+        (revision link and blob) is the proof, and one a cached digest skips is still checked;
+        over the API, `exists` asks as it always does. Anything but a digest is not there."""
+        if not is_digest(digest):
+            raise NotFound(f"manifest {digest} is not in {repository}: not a digest", registry=self.client.registry)
+        if (
+            self.storage is not None
+            and self.cache.parsed(digest) is None
+            and self.cache.get(digest, disk=False) is None
+        ):
+            stored = self._stored(repository, digest, digest)
+            if stored is not None:
+                return stored
+            # Storage cannot answer cleanly: the API says whether it is there (NotFound when not).
+        elif not self.exists(repository, digest):
+            raise NotFound(f"manifest {digest} is gone from {repository}", registry=self.client.registry)
+        return self.manifest(repository, digest)
+
+    def _stored(self, repository: str, digest: str, reference: str) -> Manifest | Index | None:
+        """The manifest `digest` (asked for as `reference`) read and parsed from storage with one
+        JSON parse, kept in memory; None when storage cannot answer cleanly (ask the API). Only a
+        digest is looked up: `read_manifest` would take anything else for a tag."""
+        if self.storage is None or not is_digest(digest):
+            return None
+        found = self.storage.read_manifest(repository, digest)
+        if found is None:
+            return None
+        raw = found[1]
+        parsed = _parsed_from(self.client.registry, repository, reference, lambda: parse_stored_manifest(raw, digest))
+        self.cache.put(digest, parsed.media_type, raw, persist=False)
+        self.cache.keep_parsed(digest, parsed)
+        return parsed
 
     def missing_children(self, repository: str, index: Index) -> list[tuple[Descriptor, str]]:
         """The manifests under an index that the registry no longer has, each with its label — through
@@ -132,7 +223,7 @@ class Fetcher:
         found: list[str] = []
         for desc in index.manifests:
             found.append(desc.digest)
-            if desc.media_type in INDEX_TYPES:
+            if desc.media_type in INDEX_TYPES and desc.well_formed:
                 try:
                     nested = self.manifest(repository, desc.digest)
                 except NotFound:
@@ -145,8 +236,7 @@ class Fetcher:
         """A tag's digest when it is cheap to know without the manifest (local storage), else None."""
         if reference.startswith("sha256:"):
             return reference
-        resolve_tag = getattr(self.client, "resolve_tag", None)
-        return resolve_tag(repository, reference) if resolve_tag is not None else None
+        return self.storage.resolve_tag(repository, reference) if self.storage is not None else None
 
     def head(self, repository: str, reference: str) -> tuple[str, str, bytes]:
         """(digest, media type, bytes) of a manifest, without parsing it (for summary-cache hits)."""

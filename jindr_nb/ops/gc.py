@@ -25,11 +25,11 @@ from pathlib import Path
 
 from ..client.storage import StorageLayout
 from ..errors import NotFound, RegistryError, RuntimeFailure
-from ..models import OCI_INDEX, OCI_MANIFEST, Descriptor, GcRow, Index, Manifest, parse_manifest
+from ..models import OCI_INDEX, OCI_MANIFEST, Descriptor, GcRow, Index, InstanceRow, Manifest, parse_manifest
 from ..runtime.base import Runtime
 from .graph import walk
 
-__all__ = ["GcPlan", "collect", "plan"]
+__all__ = ["GcPlan", "collect", "collect_at", "plan", "stop_registry"]
 
 
 @dataclass
@@ -187,6 +187,41 @@ def collect(
             runtime.resume(registry)
     reclaimed = sum(blobs_before[digest] for digest in swept)
     return GcRow(registry, False, manifests, len(swept), reclaimed, before, after, max(0, before - after))
+
+
+def collect_at(registry: str, *, dry_run: bool = False) -> GcRow:
+    """`gc`: collect the registry jindr runs at `registry` (see `collect`); refused for any other."""
+    from ..runtime import find_managed
+
+    found = find_managed(registry)
+    if found is None:
+        raise RuntimeFailure(
+            f"jindr can only garbage-collect a registry it runs; none at {registry} (`info` lists them)"
+        )
+    return collect(found[0], registry, dry_run=dry_run)
+
+
+def stop_registry(registry: str, *, gc: bool = True) -> tuple[list[InstanceRow], str]:
+    """`stop`: garbage-collect (unless not `gc`) and stop the registry jindr runs at `registry`.
+
+    Returns the stopped registry's row (measured; none when jindr ran none there) and what to tell
+    the user. A collection that fails does not keep the registry running: it stops all the same,
+    and the line says so and what to do.
+    """
+    from ..runtime import find_managed, measured
+
+    found = find_managed(registry)
+    if found is None:
+        return [], f"no registry that jindr runs at {registry}; nothing to stop"
+    runtime, _ = found
+    message = ""
+    if gc:
+        try:
+            message = f"garbage collection reclaimed {collect(runtime, registry, bring_back=False).describe()}"
+        except RuntimeFailure as exc:
+            message = f"{exc}; stopped without collecting (run `gc` after the next `start`)"
+    row = runtime.stop(registry)
+    return measured([row] if row else []), message
 
 
 def _prune_empty_parents(directory: Path, stop: Path) -> None:

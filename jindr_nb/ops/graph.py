@@ -5,12 +5,18 @@ The walk knows nothing of where manifests come from: `get(digest_or_tag)` return
 manifest (the registry API, its storage, the content cache, a layout on disk), `None` for one that
 is there but cannot be read as a manifest (kept, not descended), and raises `NotFound` for one
 that is gone. A child that is gone is recorded in `Graph.missing` — the index is *broken* — never
-skipped in silence. `exists`, when given, is asked before `get` for every child: a cache can say
-what a digest contained, not that the registry still has it. `referrers(digest)` adds what is
-attached to a manifest (signatures, SBOMs: OCI 1.1 `subject`), each as (tag or "", digest); the
-digest may be "" for one known only by its tag (the `sha256-<hex>` tag schema), which is then read
-by tag. Referrers are followed from opaque manifests too: what is attached to a digest is attached
-whether or not jindr can read it.
+skipped in silence; so is a child whose "digest" is not one (`Descriptor.well_formed`: the
+registry refuses such an index), without a look at any source. `exists`, when given, is asked
+before `get` for every child: a cache can say what a digest contained, not that the registry still
+has it. `present(digest)`, when given, reads
+a child the walk follows and proves that the source still has it, in one step (NotFound when it
+has not, None for opaque, as `get`): where the read that finds a manifest is that proof (a
+registry's storage), asking `exists` first would look twice; `exists` is then asked only of the
+children not followed. `referrers(digest)` adds what is attached to a manifest (signatures,
+SBOMs: OCI 1.1 `subject`), each as (tag or "", digest); the digest may be "" for one known only
+by its tag (the `sha256-<hex>` tag schema), which is then read by tag. Referrers are followed
+from opaque manifests too: what is attached to a digest is attached whether or not jindr can read
+it.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from ..errors import NotFound
-from ..models import Descriptor, Index, Manifest
+from ..models import Descriptor, Index, Manifest, is_digest
 
 __all__ = ["Graph", "Node", "walk"]
 
@@ -122,6 +128,7 @@ def walk(
     exists: Callable[[str], bool] | None = None,
     referrers: Callable[[str], list[tuple[str, str]]] | None = None,
     follow: Callable[[Descriptor], bool] | None = None,
+    present: Getter | None = None,
 ) -> Graph:
     """Walk from `root` (a tag or digest for `get`, or a manifest already read).
 
@@ -144,13 +151,19 @@ def walk(
             for child in manifest.manifests:
                 if child.digest in seen:
                     continue
-                if exists is not None and not exists(child.digest):
+                if not child.well_formed:
+                    # Not a digest (`v1/../v1`, a path): the registry refuses an index listing it, so the
+                    # child is not there — and its text never becomes a path or a URL.
                     graph.missing.append((manifest.digest, child))
                     continue
-                if follow is not None and not follow(child):
+                followed = follow is None or follow(child)
+                if not (followed and present is not None) and exists is not None and not exists(child.digest):
+                    graph.missing.append((manifest.digest, child))
+                    continue
+                if not followed:
                     continue
                 try:
-                    got = get(child.digest)
+                    got = present(child.digest) if present is not None else get(child.digest)
                 except NotFound:
                     graph.missing.append((manifest.digest, child))
                     continue
@@ -165,8 +178,8 @@ def walk(
 
     def attached(subject: str) -> None:
         for ref_tag, digest in referrers(subject) if referrers is not None else ():
-            if digest and digest in seen:
-                continue
+            if digest and (digest in seen or not is_digest(digest)):
+                continue  # read already, or not a digest: nothing a registry could serve
             try:
                 got = get(ref_tag or digest)
             except NotFound:

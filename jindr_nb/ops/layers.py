@@ -19,7 +19,7 @@ from typing import Any
 from ..errors import IntegrityError, NotFound, Unsupported
 from ..models import ConfigRow, Descriptor, HistoryRow, Index, LayerRow, Manifest, Platform, parse_timestamp
 from ..refs import Ref
-from .fetch import Fetcher, child_label
+from .fetch import Fetcher, ManifestSource, child_label
 from .graph import Node, walk
 from .pool import workers
 
@@ -148,30 +148,46 @@ def resolve(fetcher: Fetcher, ref: Ref, *, attestations: bool = False) -> Resolv
         except Unsupported:
             return None  # schema 1 or a foreign document: kept opaque, not descended
 
+    def present(digest: str) -> Manifest | Index | None:
+        try:
+            return fetcher.present(repository, digest)
+        except Unsupported:
+            return None
+
     graph = walk(
         get,
         top,
         exists=lambda digest: fetcher.exists(repository, digest),
         # Attestations not asked for are only checked, not read.
         follow=None if attestations else (lambda desc: not desc.is_attestation),
+        present=present,
     )
     indexes = {n.digest: n.manifest for n in graph.nodes if isinstance(n.manifest, Index)}
     images = []
     for node in graph.images(attestations=attestations):
-        assert isinstance(node.manifest, Manifest)
-        images.append(Image(fetcher, ref, _platform(fetcher, repository, node, indexes), node.manifest))
+        manifest = _image_manifest(node, fetcher)
+        images.append(Image(fetcher, ref, _platform(fetcher, repository, node, manifest, indexes), manifest))
     lost = [(child_label(indexes[parent], desc), desc) for parent, desc in graph.missing]
     return Resolved(ref, top.digest, images, [label for label, _ in lost], lost)
 
 
-def _platform(fetcher: Fetcher, repository: str, node: Node, indexes: dict[str, Index]) -> str:
+def _image_manifest(node: Node, fetcher: Fetcher) -> Manifest:
+    """The node's image manifest (`Graph.images` yields nothing else; an error, not a crash, if it did)."""
+    if not isinstance(node.manifest, Manifest):
+        raise IntegrityError(
+            f"{node.digest} was walked as a platform image but is an index", registry=fetcher.client.registry
+        )
+    return node.manifest
+
+
+def _platform(fetcher: Fetcher, repository: str, node: Node, manifest: Manifest, indexes: dict[str, Index]) -> str:
     """The platform an index lists the image with; for a lone manifest, its config's."""
     via = node.via
     if via is not None and via.is_attestation:
         return child_label(indexes[node.parent], via)
     if via is not None and via.platform is not None and str(via.platform):
         return str(via.platform)
-    return str(fetcher.config(repository, node.manifest.config.digest).platform)
+    return str(fetcher.config(repository, manifest.config.digest).platform)
 
 
 def image_layers(image: Image) -> Image:
@@ -184,6 +200,7 @@ def image_layers(image: Image) -> Image:
     if record is None:
         config = image.config()
         history = config.get("history")
+        history = history if isinstance(history, list) else []
         steps = line_up(history, len(manifest.layers))
         created_value = config.get("created")
         record = {
@@ -271,7 +288,7 @@ def _why(exc: Exception) -> str:
     return "malformed"
 
 
-def _tags(client: Any, *, explicit: bool) -> Callable[[str], list[str]]:
+def _tags(client: ManifestSource, *, explicit: bool) -> Callable[[str], list[str]]:
     def tags(repository: str) -> list[str]:
         try:
             return list(client.tags(repository))

@@ -428,7 +428,7 @@ def _docker_save_images(source: _Source) -> list[_Image]:
         for layer_name in entry["Layers"]:
             hasher = hashlib.sha256()
             with source.open(layer_name) as fh:
-                for chunk in iter(lambda fh=fh: fh.read(READ), b""):
+                for chunk in iter(partial(fh.read, READ), b""):
                     hasher.update(chunk)
             digest = "sha256:" + hasher.hexdigest()
             size = source.size(layer_name)

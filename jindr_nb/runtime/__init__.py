@@ -1,10 +1,18 @@
-"""Running registries on this machine: docker (or Podman's Docker API), or the registry binary."""
+"""Running registries on this machine: docker (or Podman's Docker API), or the registry binary.
+
+Besides the runtimes themselves, the policies every face shares: which runtime `auto` means and
+when it falls back to the binary (`start_registry`), which registry jindr runs where
+(`find_managed`, `running`), the rows `status` and `info` show (`status_row`, `measured`), and
+what the registry software running there can do (`deletes_tags`).
+"""
 
 from __future__ import annotations
 
-from ..errors import RuntimeFailure
+from pathlib import Path
+
+from ..errors import ImageUnavailable, RuntimeFailure
 from ..models import InstanceRow
-from .base import DEFAULT_STORAGE, RegistrySpec, Runtime, state_dir
+from .base import DEFAULT_STORAGE, RegistrySpec, Runtime, dir_size, state_dir
 from .process import ProcessRuntime, find_binary
 
 __all__ = [
@@ -13,11 +21,18 @@ __all__ = [
     "find_binary",
     "RegistrySpec",
     "Runtime",
+    "deletes_tags",
     "find_managed",
     "local_storage",
     "managed_instances",
+    "managed_storage",
+    "measured",
+    "restart",
+    "running",
     "select",
+    "start_registry",
     "state_dir",
+    "status_row",
 ]
 
 RUNTIMES = ("auto", "docker", "process")
@@ -46,6 +61,106 @@ def select(name: str = "auto", *, image: str | None = None, binary: str | None =
     )
 
 
+def start_registry(
+    spec: RegistrySpec, runtime: str = "auto", *, image: str | None = None, binary: str | None = None
+) -> tuple[InstanceRow, str]:
+    """Start `spec` with the runtime called `runtime`, unless a registry jindr runs is already running
+    there; the row (measured) and a line for the user ("" when there is nothing to say).
+
+    `auto` on a Docker that has no registry image and cannot pull one (offline) falls back to the
+    registry binary when there is one, and says so; a runtime named explicitly never falls back.
+    """
+    found = find_managed(spec.registry)
+    if found is not None and found[1].status == "running":
+        return measured([found[1]])[0], f"a registry is already running at {spec.registry}; nothing changed"
+    chosen = select(runtime, image=image, binary=binary)
+    try:
+        row = chosen.start(spec)
+    except ImageUnavailable as exc:
+        found_binary = find_binary(binary)
+        if runtime != "auto" or not found_binary:
+            raise
+        row = ProcessRuntime(binary).start(spec)
+        return measured([row])[0], _fell_back(exc, found_binary)
+    return measured([row])[0], ""
+
+
+def _fell_back(exc: ImageUnavailable, binary: str) -> str:
+    """The one line `start` says when the auto runtime used the binary because Docker cannot pull."""
+    import time
+
+    line = f"Docker cannot pull {exc.image} here; using {binary} — `--runtime process` skips this check"
+    if exc.tried_at is None:
+        return line
+    ago = max(1, round((time.time() - exc.tried_at) / 60))
+    return f"{line} (the pull failed {ago} min ago; `--runtime docker` tries it again)"
+
+
+def restart(registry: str) -> InstanceRow:
+    """Stop the registry jindr runs at `registry` and start it again exactly as it was (measured row)."""
+    found = find_managed(registry)
+    if found is None:
+        raise RuntimeFailure(f"no registry that jindr runs at {registry}; start one with `start`")
+    runtime, _ = found
+    runtime.pause(registry)
+    return measured([runtime.resume(registry)])[0]
+
+
+def status_row(registry: str) -> InstanceRow:
+    """The row `status` shows (measured): the registry jindr runs at `registry`, or a row saying
+    `not running` when it runs none there."""
+    found = find_managed(registry)
+    if found is not None:
+        return measured([found[1]])[0]
+    return InstanceRow(
+        registry=registry,
+        runtime="",
+        name="",
+        status="not running",
+        storage="",
+        size=0,
+        image="",
+        version="",
+        mode="",
+        upstream="",
+    )
+
+
+def running(registry: str) -> Runtime | None:
+    """The runtime of the registry jindr runs at `registry` when it is running now, else None."""
+    found = find_managed(registry)
+    return found[0] if found is not None and found[1].status == "running" else None
+
+
+def managed_storage(registry: str) -> Path | None:
+    """The storage directory of the registry jindr runs (running or not) at `registry`, else None."""
+    found = find_managed(registry)
+    spec = found[0].spec_of(registry) if found is not None else None
+    return spec.storage if spec is not None else None
+
+
+def measured(rows: list[InstanceRow]) -> list[InstanceRow]:
+    """`rows` with `size` filled in: bytes on disk under each one's storage directory."""
+    for row in rows:
+        row.size = dir_size(Path(row.storage)) if row.storage else 0
+    return rows
+
+
+def deletes_tags(registry: str) -> bool:
+    """True when the registry at `registry` deletes a single tag through the API (`DELETE
+    /manifests/<tag>`, registry 3 and later). Trusted only for registries jindr runs, whose version
+    it knows; for any other registry False (jindr then re-points the tag before deleting a digest)."""
+    found = find_managed(registry)
+    return found is not None and major_version(found[1].version) >= 3
+
+
+def major_version(version: str) -> int:
+    """The major number of a registry's version as the runtimes record it (`3` for `3.0.0`); 0 when
+    unknown (empty, or not starting with a number)."""
+    major = version.split(".")[0]
+    return int(major) if major.isdecimal() else 0
+
+
 def _candidates() -> list[Runtime]:
     found: list[Runtime] = [ProcessRuntime()]
     from .docker import DockerRuntime, engine_answers
@@ -68,7 +183,16 @@ def find_managed(registry: str) -> tuple[Runtime, InstanceRow] | None:
             if row is None:
                 spec = runtime.spec_of(registry)
                 row = InstanceRow(
-                    registry, runtime.name, "", "stopped", str(spec.storage) if spec else "", 0, "", "", "registry", ""
+                    registry=registry,
+                    runtime=runtime.name,
+                    name="",
+                    status="stopped",
+                    storage=str(spec.storage) if spec else "",
+                    size=0,
+                    image="",
+                    version="",
+                    mode="registry",
+                    upstream="",
                 )
             return runtime, row
     if not any(r.name == "docker" for r in candidates) and _docker_recorded(registry):

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Protocol
 
 from .._files import private_dirs
-from ..errors import InvalidReference, RuntimeFailure
+from ..errors import InvalidReference, RegistryError, RuntimeFailure
 from ..models import InstanceRow
 from ..refs import is_loopback, parse_registry
 
@@ -166,9 +166,21 @@ def write_private(path: Path, text: str) -> None:
     """Write a file only its owner can read (0600, in 0700 directories), replacing it atomically."""
     private_dirs(path.parent)
     tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as out:
-        out.write(text)
+    # A leftover temporary file (a write cut short) may have another mode, or be a planted symlink:
+    # it is removed, and the new one is created afresh (O_EXCL), never followed, and made 0600 whatever the umask.
+    try:
+        os.unlink(tmp)
+    except FileNotFoundError:
+        pass
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w") as out:
+            fd = -1
+            out.write(text)
+    finally:
+        if fd != -1:
+            os.close(fd)
     os.replace(tmp, path)
 
 
@@ -184,28 +196,32 @@ def proxy_credentials(config: Path) -> tuple[str, str]:
 
 
 def wait_ready(registry: str, timeout: float, alive: Callable[[], bool], log_tail: Callable[[], str]) -> None:
-    """Return when GET /v2/ answers; raise with the registry's own log tail if it dies or times out."""
-    host, port = "127.0.0.1", port_of(registry)
+    """Return when the registry answers the client's ping (GET /v2/ on 127.0.0.1, where every runtime
+    publishes it); raise with the registry's own log tail if it dies or does not answer in time."""
+    from ..client import RegistryClient
+
     deadline = time.monotonic() + timeout
-    request = f"GET /v2/ HTTP/1.1\r\nHost: {registry}\r\nConnection: close\r\n\r\n".encode()
     delay = 0.005
-    while True:
-        try:
-            with socket.create_connection((host, port), timeout=1) as sock:
-                sock.sendall(request)
-                head = sock.recv(64)
-                if head.startswith(b"HTTP/1.1 200") or head.startswith(b"HTTP/1.1 401"):
-                    return
-        except OSError:
-            pass
-        if not alive():
-            raise RuntimeFailure(f"the registry for {registry} exited while starting: {log_tail() or 'no log output'}")
-        if time.monotonic() > deadline:
-            raise RuntimeFailure(
-                f"the registry for {registry} did not answer within {timeout:.0f} s: {log_tail() or 'no log output'}"
-            )
-        time.sleep(delay)
-        delay = min(delay * 2, 0.1)
+    # One try per round (no retries of its own), each bounded by a second: the loop does the waiting.
+    with RegistryClient(f"127.0.0.1:{port_of(registry)}", retries=0, connect_timeout=1, timeout=1) as client:
+        while True:
+            try:
+                client.ping()
+                return
+            except RegistryError:
+                pass  # not listening yet, or not answering as a registry yet
+            if not alive():
+                raise RuntimeFailure(f"the registry for {registry} exited while starting: {_tail(log_tail)}")
+            if time.monotonic() > deadline:
+                raise RuntimeFailure(
+                    f"the registry for {registry} did not answer within {timeout:.0f} s: {_tail(log_tail)}"
+                )
+            time.sleep(delay)
+            delay = min(delay * 2, 0.1)
+
+
+def _tail(log_tail: Callable[[], str]) -> str:
+    return log_tail() or "no log output"
 
 
 def port_holder(port: int) -> str:

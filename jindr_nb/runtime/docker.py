@@ -349,7 +349,7 @@ class DockerRuntime:
             name=container.name,
             status="running" if container.status == "running" else container.status,
             storage=storage,
-            size=0,  # measured by the commands that show it: walking the storage is not free
+            size=0,  # `runtime.measured` fills it for the commands that show it: walking the storage is not free
             image=image,
             version=(container.image.labels or {}).get("org.opencontainers.image.version", "")
             if container.image is not None

@@ -205,7 +205,7 @@ class ProcessRuntime:
         except (OSError, subprocess.SubprocessError) as exc:
             raise RuntimeFailure(f"garbage-collect failed to run: {exc}") from None
         if done.returncode != 0:
-            raise RuntimeFailure(f"garbage-collect failed: {(done.stderr or done.stdout).strip()[-500:]}")
+            raise RuntimeFailure(f"garbage-collect failed: {_why(done)}")
         return done.stdout + done.stderr
 
     def _load(self, registry: str) -> dict | None:
@@ -220,12 +220,26 @@ class ProcessRuntime:
             name=str(pid),
             status="running" if alive else "stopped",
             storage=state["storage"],
-            size=0,  # measured by the commands that show it: walking the storage is not free
+            size=0,  # `runtime.measured` fills it for the commands that show it: walking the storage is not free
             image=state["binary"],
             version=state.get("version", ""),
             mode="proxy" if state.get("proxy_url") else "registry",
             upstream=state.get("proxy_url", ""),
         )
+
+
+def _why(done: subprocess.CompletedProcess[str]) -> str:
+    """One line for a failed run: the signal that killed it, else the error it wrote first (cobra
+    puts the usage after it), else the last line it printed."""
+    if done.returncode < 0:
+        try:
+            return f"killed by {signal.Signals(-done.returncode).name}"
+        except ValueError:
+            return f"killed by signal {-done.returncode}"
+    errors = [line.strip() for line in done.stderr.splitlines() if line.strip()]
+    output = [line.strip() for line in done.stdout.splitlines() if line.strip()]
+    line = errors[0] if errors else output[-1] if output else f"exit status {done.returncode}"
+    return line[:300]
 
 
 def _spawn(argv: list[str], env: dict[str, str], log_path: Path) -> int:

@@ -1,9 +1,10 @@
 """A byte progress bar that ends green when its command is done and red, with the error, when it fails.
 
 Cells and panels use the same bar. A panel knows when its command ends and calls `finish`; in a cell
-the command runs inside the magic, so `in_cell` finishes the bar from IPython's `post_run_cell`
-event (red with the cell's error) or when the next bar of the same cell opens (the command before
-it has returned by then).
+the magic calls `end_in_cell` when its command returns or raises (red with that error, even when the
+cell catches it); `in_cell` also finishes the bar from IPython's `post_run_cell` event (red with the
+cell's error) or when the next bar of the same cell opens, for a bar whose command was not run by
+the magic.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 import ipywidgets as w
 
-__all__ = ["ProgressBar", "human_size", "in_cell", "plural"]
+__all__ = ["ProgressBar", "end_in_cell", "human_size", "in_cell", "plural"]
 
 GREEN, RED = "success", "danger"
 
@@ -103,18 +104,25 @@ def in_cell(shell: Any, bar: ProgressBar) -> ProgressBar:
         _open[shell] = []
 
         def ended(result: Any) -> None:
-            bars, _open[shell] = _open.get(shell, []), []
             error = getattr(result, "error_in_exec", None) or getattr(result, "error_before_exec", None)
-            for earlier in bars[:-1]:
-                earlier.finish()
-            if bars:
-                bars[-1].finish(_one_line(error) if error is not None else None)
+            end_in_cell(shell, error)
 
         shell.events.register("post_run_cell", ended)
     for earlier in _open[shell]:
         earlier.finish()  # its command returned: the magic runs one command at a time
     _open[shell] = [bar]
     return bar
+
+
+def end_in_cell(shell: Any, error: BaseException | None = None) -> None:
+    """The command of the open bar in `shell`'s cell ended: green, or red with `error`'s last line."""
+    bars = _open.get(shell)
+    if not bars:
+        return
+    _open[shell] = []
+    for earlier in bars[:-1]:
+        earlier.finish()
+    bars[-1].finish(_one_line(error) if error is not None else None)
 
 
 def _one_line(error: BaseException) -> str:
