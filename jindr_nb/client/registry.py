@@ -34,7 +34,7 @@ from ..models import (
     verify_digest,
 )
 from ..refs import parse_registry, scheme_for
-from . import pagination, relay, upload
+from . import pagination, upload
 from .auth import Credentials
 from .errors import for_transport, unreachable
 from .transport import Transport
@@ -350,6 +350,8 @@ class RegistryClient:
         """
         _checked(repository, digest, digest_only=True)
         _checked(source_repository)
+        from . import relay  # with http.client: not imported by commands that read storage only
+
         done = relay.relay(
             self._t,
             source._t,

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import random
 import re
-import ssl
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -24,6 +23,8 @@ from ..refs import is_loopback
 from .auth import Challenge, Credentials, docker_credentials, fetch_token, parse_challenge
 
 if TYPE_CHECKING:
+    import ssl
+
     import httpx
 
     from .loopback import Pool
@@ -159,6 +160,8 @@ def tls_context(scheme: str, verify: bool) -> ssl.SSLContext | bool:
     if scheme == "http" or not verify:
         return False
     if _TLS_CONTEXT is None:
+        import ssl
+
         _TLS_CONTEXT = ssl.create_default_context()
     return _TLS_CONTEXT
 
