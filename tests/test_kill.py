@@ -268,6 +268,19 @@ def test_garbage_collector_killed_during_gc(process_registry: str, tmp_path: Pat
 # ---- Ctrl-C (the notebook's stop button) -----------------------------------------------------
 
 
+@pytest.fixture()
+def python_sigint():
+    """SIGINT raising KeyboardInterrupt, as Python (and an IPython kernel) sets it up at start.
+
+    Whatever an earlier test's libraries did to the process's SIGINT handler, this test sees the
+    handler a user's process has; the one found is put back afterwards.
+    """
+    found = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, found)
+
+
 def _interrupt_when(condition: threading.Event) -> tuple[threading.Thread, list[float]]:
     when: list[float] = []
 
@@ -285,7 +298,9 @@ def _workers(prefix: str) -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith(prefix)]
 
 
-def test_ctrl_c_during_a_copy(source: tuple[LocalRegistry, object], registry: LocalRegistry) -> None:
+def test_ctrl_c_during_a_copy(
+    source: tuple[LocalRegistry, object], registry: LocalRegistry, python_sigint: None
+) -> None:
     src, pushed = source
     moving = threading.Event()
     session = Session()
@@ -309,7 +324,7 @@ def test_ctrl_c_during_a_copy(source: tuple[LocalRegistry, object], registry: Lo
     _count(f"Ctrl-C during cp: stopped in {stopped - when[0]:.2f} s, no tag, next command works")
 
 
-def test_ctrl_c_during_a_listing(registry: LocalRegistry, factory: ImageFactory) -> None:
+def test_ctrl_c_during_a_listing(registry: LocalRegistry, factory: ImageFactory, python_sigint: None) -> None:
     for i in range(400):
         factory.single(f"r{i % 20}", [f"t{i}"], layer_size=64)
     started = threading.Event()

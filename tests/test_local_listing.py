@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import pandas as pd
 import pytest
@@ -77,14 +78,19 @@ def test_local_listing_is_consistent_while_pushes_rewrite_tags(managed: str) -> 
         writer.start()
         try:
             seen = set()
-            for _ in range(40):
+            listings = 0
+            # At least 40 listings, and on until the writer has flipped the tag a dozen times (a loaded
+            # machine may give it few turns): the race is exercised, not just hoped for.
+            deadline = time.monotonic() + 120
+            while (listings < 40 or pushes[0] <= 12) and time.monotonic() < deadline:
                 rows = jindr("-r", managed, "lsi", "race").rows
                 assert [r.tag for r in rows] == ["hot"]
                 seen.add(rows[0].digest)
+                listings += 1
         finally:
             stop.set()
             writer.join()
-    assert seen <= {first.digest, second.digest} and pushes[0] > 10
+    assert seen <= {first.digest, second.digest} and pushes[0] > 12 and listings >= 40
 
 
 def test_no_local_for_registries_jindr_does_not_run(populated: dict) -> None:
