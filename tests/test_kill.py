@@ -287,7 +287,10 @@ def _interrupt_when(condition: threading.Event) -> tuple[threading.Thread, list[
     def fire() -> None:
         if condition.wait(60):
             when.append(time.monotonic())
-            os.kill(os.getpid(), signal.SIGINT)  # what the kernel's interrupt (the stop button) sends
+            # What the kernel's interrupt (the stop button) sends, aimed at the main thread as a signal
+            # from outside usually lands: sent to the whole process from this thread, the kernel may
+            # deliver it here, leaving the main thread asleep in a lock until the work is done.
+            signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGINT)
 
     thread = threading.Thread(target=fire, daemon=True)
     thread.start()
