@@ -12,7 +12,6 @@ import io
 import json
 import os
 import secrets
-import shutil
 import ssl
 import subprocess
 import time
@@ -23,6 +22,7 @@ import bcrypt
 import boto3
 import httpx
 import pytest
+from clients import need_tool
 from rig import ImageFactory, free_port, registry_binary
 from test_ecr import moto  # noqa: F401 - fixture
 from test_tls import NAME, loopback_name  # noqa: F401 - fixture
@@ -32,15 +32,6 @@ from jindr_nb.client import transport as transport_module
 from jindr_nb.errors import InvalidReference, RuntimeFailure
 from jindr_nb.runtime import s3, tls, users
 from jindr_nb.runtime.base import RegistrySpec, registry_config, write_private
-
-
-def _need_tool(name: str) -> str:
-    found = shutil.which(name)
-    if found is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"{name} is missing in CI: apt-get install {name}")
-        pytest.skip(f"{name} is not installed")
-    return found
 
 
 class Served:
@@ -160,7 +151,7 @@ def test_local_ca_is_trusted_through_its_ca_and_refused_without(
         pushed = ImageFactory(client).single("secure/app", ["v1"])
         assert client.get_manifest("secure/app", "v1").digest == pushed.digest
     # skopeo: refused without our CA, inspects and copies with `--cert-dir` from `cert_dir`.
-    skopeo = _need_tool("skopeo")
+    skopeo = need_tool("skopeo", "skopeo")
     env = _skopeo_env(tmp_path)
     source = f"docker://127.0.0.1:{port}/secure/app:v1"
     refused = subprocess.run([skopeo, "inspect", "--raw", source], capture_output=True, text=True, env=env, timeout=60)
@@ -447,7 +438,7 @@ def test_registry_on_moto_s3(
         link = "reg/one/docker/registry/v2/repositories/team/app/_manifests/tags/v1/current/link"
         assert bucket_api.get_object(Bucket=location.bucket, Key=link)["Body"].read().decode() == pushed.digest
         # A blob GET answers 307 to a presigned URL on the object store; skopeo follows it and checks digests.
-        skopeo = _need_tool("skopeo")
+        skopeo = need_tool("skopeo", "skopeo")
         out = tmp_path / "pulled"
         pulled = subprocess.run(
             [skopeo, "copy", "--src-tls-verify=false", f"docker://127.0.0.1:{port}/team/app:v1", f"dir:{out}"],
@@ -577,7 +568,7 @@ def test_the_three_together_tls_users_and_s3(
         monkeypatch.setattr(transport_module, "_TLS_CONTEXT", None)
         with RegistryClient(f"{NAME}:{port}", credentials=Credentials("ci", password)) as client:
             pushed = ImageFactory(client).single("team/app", ["v1"])
-        skopeo = _need_tool("skopeo")
+        skopeo = need_tool("skopeo", "skopeo")
         auth = docker_config(tmp_path / "docker", f"127.0.0.1:{port}", "ci", password) / "config.json"
         certs = tls.cert_dir(files, tmp_path / "certs")
         common = ["--authfile", str(auth), "--src-cert-dir", str(certs), "--dest-cert-dir", str(certs)]
