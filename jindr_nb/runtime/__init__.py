@@ -14,6 +14,7 @@ from ..errors import ImageUnavailable, RuntimeFailure
 from ..models import InstanceRow
 from .base import DEFAULT_STORAGE, RegistrySpec, Runtime, dir_size, state_dir
 from .process import ProcessRuntime, find_binary
+from .s3 import BucketStorage
 
 __all__ = [
     "DEFAULT_STORAGE",
@@ -24,9 +25,11 @@ __all__ = [
     "deletes_tags",
     "find_managed",
     "local_storage",
+    "managed_bucket",
     "managed_instances",
     "managed_storage",
     "measured",
+    "replicas",
     "restart",
     "running",
     "select",
@@ -137,6 +140,18 @@ def managed_storage(registry: str) -> Path | None:
     found = find_managed(registry)
     spec = found[0].spec_of(registry) if found is not None else None
     return spec.storage if spec is not None else None
+
+
+def managed_bucket(registry: str) -> BucketStorage | None:
+    """The object storage of the registry jindr runs (running or not) at `registry`, or None when it
+    runs none there or keeps its storage on the filesystem."""
+    return None  # wired by `start --storage s3://...` (issue 15)
+
+
+def replicas(registry: str) -> list[str]:
+    """Every registry jindr runs on the same storage as `registry` (itself first), running or paused:
+    gc and rmr put them all read-only while they work."""
+    return [registry] if find_managed(registry) is not None else []
 
 
 def measured(rows: list[InstanceRow]) -> list[InstanceRow]:

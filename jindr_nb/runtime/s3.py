@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 from ..errors import InvalidReference, RuntimeFailure
 
 __all__ = [
+    "BucketStorage",
     "S3Credentials",
     "S3Location",
     "ensure_bucket",
@@ -65,6 +66,36 @@ class S3Credentials:
 
     def __repr__(self) -> str:  # the secret and the token never reach a repr, a log or a row
         return f"S3Credentials(access_key={self.access_key!r}, method={self.method!r})"
+
+
+@dataclass(frozen=True)
+class BucketStorage:
+    """Where a registry jindr runs keeps its tree on object storage, and how jindr itself reaches it.
+
+    The runtimes record it with the registry (no secret in it: boto3's chain is asked again, with
+    `profile`, whenever jindr reads or deletes in the bucket); ops read and delete through `client()`.
+    """
+
+    location: S3Location
+    region: str
+    endpoint: str = ""
+    profile: str = ""
+
+    @property
+    def url(self) -> str:
+        return self.location.url
+
+    def client(self) -> Any:
+        """A boto3 S3 client for the bucket (path-style when an endpoint is given, as the registry uses it)."""
+        from botocore.config import Config
+
+        config = Config(s3={"addressing_style": "path"}) if self.endpoint else None
+        return _session(self.profile).client(
+            "s3",
+            region_name=self.region,
+            endpoint_url=_endpoint(self.endpoint) if self.endpoint else None,
+            config=config,
+        )
 
 
 def parse_s3_url(text: str) -> S3Location:
