@@ -9,12 +9,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from .._files import private_dirs
 from ..errors import InvalidReference, RegistryError, RuntimeFailure
 from ..models import InstanceRow
 from ..refs import is_loopback, parse_registry
+
+if TYPE_CHECKING:
+    from .s3 import BucketStorage
 
 __all__ = [
     "DEFAULT_STORAGE",
@@ -58,9 +61,13 @@ class RegistrySpec:
     proxy_url: str = ""
     proxy_username: str = ""
     proxy_password: str = ""  # never shown: not in repr, rows or logs
+    # Object storage instead of `storage` (which then only names where jindr keeps the registry's
+    # local state); set by `start --storage s3://...`. gc, du and rmr read and delete through it.
+    bucket: BucketStorage | None = None
 
     def __repr__(self) -> str:
-        return f"RegistrySpec(registry={self.registry!r}, storage={str(self.storage)!r}, proxy_url={self.proxy_url!r})"
+        where = self.bucket.url if self.bucket is not None else str(self.storage)
+        return f"RegistrySpec(registry={self.registry!r}, storage={where!r}, proxy_url={self.proxy_url!r})"
 
     @classmethod
     def make(
