@@ -77,6 +77,7 @@ bench:
 	$(PY) tests/benchmarks/copybench.py
 	$(PY) tests/benchmarks/loadbench.py
 	$(PY) tests/benchmarks/demobench.py
+	$(PY) tests/benchmarks/s3bench.py --out tests/benchmarks/results-s3.md
 	$(PY) tools/readme.py
 
 clean:

@@ -31,6 +31,8 @@ from .models import (
     LongImageRow,
     PlatformRow,
     RepoRow,
+    TrustRow,
+    UserRow,
 )
 from .refs import DEFAULT_REGISTRY, Ref, parse_registry, parse_repository
 from .session import Session
@@ -263,7 +265,44 @@ def _du(session: Session, args: argparse.Namespace) -> Result:
 
 
 def _args_start(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-d", "--dir", help="storage directory (default ~/.jindr; created if missing)")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("-d", "--dir", help="storage directory (default ~/.jindr; created if missing)")
+    where.add_argument(
+        "--storage",
+        metavar="DIR|s3://BUCKET[/PREFIX]",
+        help="storage: a directory (as -d), or a bucket on S3-compatible object storage (credentials from "
+        "the AWS environment, ~/.aws or --aws-profile; kept in a 0600 config, never in a process's environment)",
+    )
+    p.add_argument("--s3-endpoint", metavar="URL", default="", help="S3-compatible endpoint (MinIO, Ceph, moto)")
+    p.add_argument("--s3-region", metavar="REGION", default="", help="the bucket's region (default: AWS config's)")
+    p.add_argument("--aws-profile", metavar="NAME", default="", help="AWS profile whose credentials to use")
+    p.add_argument("--create-bucket", action="store_true", help="create the bucket when it does not exist")
+    p.add_argument(
+        "--tls",
+        action="store_true",
+        help="serve HTTPS with a certificate from jindr's local CA (kept under its state directory; `trust` "
+        "shows what clients need)",
+    )
+    p.add_argument("--tls-cert", metavar="PEM", default="", help="serve HTTPS with this certificate (with --tls-key)")
+    p.add_argument("--tls-key", metavar="PEM", default="", help="the private key of --tls-cert (unencrypted PEM)")
+    p.add_argument(
+        "--hostname",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="another name (or address) clients use, for the certificate to cover (repeatable)",
+    )
+    p.add_argument(
+        "--users",
+        action="store_true",
+        help="require a user name and password (htpasswd, bcrypt; add them with `user add NAME`)",
+    )
+    p.add_argument(
+        "--listen",
+        metavar="ADDR",
+        default="",
+        help="the address to bind (default 127.0.0.1); off loopback only with --tls and --users",
+    )
     p.add_argument("-n", "--name", default="", help="container name (default jindr-PORT)")
     p.add_argument(
         "--runtime",
@@ -290,9 +329,49 @@ def _start(session: Session, args: argparse.Namespace) -> Result:
     from .runtime import RegistrySpec, start_registry
 
     password = _from_environment(args.proxy_password_env) if args.proxy_password_env else ""
-    spec = RegistrySpec.make(session.registry, args.dir, args.name, args.proxy, args.proxy_username, password)
-    row, message = start_registry(spec, args.runtime, image=args.image, binary=args.binary)
+    bucket = _bucket(args)
+    directory = args.dir or (args.storage if bucket is None else None)
+    spec = RegistrySpec.make(
+        session.registry,
+        directory,
+        args.name,
+        args.proxy,
+        args.proxy_username,
+        password,
+        bucket=bucket,
+        tls=args.tls,
+        tls_cert=args.tls_cert,
+        tls_key=args.tls_key,
+        users=args.users,
+        listen=args.listen,
+        hostnames=tuple(args.hostname),
+    )
+    row, message = start_registry(
+        spec, args.runtime, image=args.image, binary=args.binary, create_bucket=args.create_bucket
+    )
     return Result(InstanceRow, [row], message)
+
+
+def _bucket(args: argparse.Namespace) -> Any:
+    """The BucketStorage `--storage s3://...` and its flags name (None for a directory); the S3
+    flags without an s3:// storage are refused."""
+    s3_flags = [
+        flag
+        for flag, value in (
+            ("--s3-endpoint", args.s3_endpoint),
+            ("--s3-region", args.s3_region),
+            ("--aws-profile", args.aws_profile),
+            ("--create-bucket", args.create_bucket),
+        )
+        if value
+    ]
+    if not (args.storage or "").startswith("s3://"):
+        if s3_flags:
+            raise CommandLineError(f"{s3_flags[0]} is for object storage: add --storage s3://BUCKET[/PREFIX]")
+        return None
+    from .runtime.s3 import bucket_storage
+
+    return bucket_storage(args.storage, endpoint=args.s3_endpoint, region=args.s3_region, profile=args.aws_profile)
 
 
 def _from_environment(name: str) -> str:
@@ -340,6 +419,75 @@ def _gc(session: Session, args: argparse.Namespace) -> Result:
     from .ops.gc import collect_at
 
     return Result(GcRow, [collect_at(session.registry, dry_run=args.dry_run)])
+
+
+# ---- a team registry: user, trust --------------------------------------------------------------
+
+
+def _args_user(p: argparse.ArgumentParser) -> None:
+    actions = p.add_subparsers(dest="action", metavar="action", title="actions", required=True)
+    add = actions.add_parser("add", help="add a user, or give one a new password", description="Add a user.")
+    add.add_argument("user", metavar="NAME", help="the user name")
+    given = add.add_mutually_exclusive_group()
+    given.add_argument("--password-stdin", action="store_true", help="read the password from stdin (one line)")
+    given.add_argument(
+        "--password-env", metavar="VAR", default="", help="the environment variable holding the password"
+    )
+    remove = actions.add_parser("remove", aliases=["rm"], help="remove a user", description="Remove a user.")
+    remove.add_argument("user", metavar="NAME", help="the user name")
+    actions.add_parser("list", aliases=["ls"], help="list the users", description="List the users.")
+
+
+def _user(session: Session, args: argparse.Namespace) -> Result:
+    from .runtime import users_files
+    from .runtime.users import add_user, list_users, read_password, remove_user
+
+    files = users_files(session.registry)  # this registry's, then its replicas' (one set of logins)
+    (registry, path), replicas = files[0], files[1:]
+    if args.action in ("list", "ls"):
+        return Result(UserRow, [UserRow(registry, name, "listed") for name in list_users(path)])
+    if args.action in ("remove", "rm"):
+        remove_user(path, args.user)  # an unknown name is refused here, before any replica changes
+        for _, theirs in replicas:
+            if args.user in list_users(theirs):
+                remove_user(theirs, args.user)
+        return Result(UserRow, [UserRow(r, args.user, "removed") for r, _ in files])
+    password = read_password(env=args.password_env, stdin=args.password_stdin)
+    replaced = add_user(path, args.user, password)
+    for _, theirs in replicas:
+        add_user(theirs, args.user, password)
+    return Result(UserRow, [UserRow(r, args.user, "replaced" if replaced else "added") for r, _ in files])
+
+
+def _args_trust(p: argparse.ArgumentParser) -> None:
+    p.add_argument("target", nargs="?", metavar="REGISTRY", help="a TLS registry jindr runs (default: -r's)")
+    p.add_argument(
+        "--install",
+        action="store_true",
+        help="also put the CA where Docker and Podman/skopeo look on their own (certs.d; needs root)",
+    )
+    p.add_argument(
+        "--docker-certs-d",
+        metavar="DIR",
+        default="/etc/docker/certs.d",
+        help="Docker's certs.d for --install (default /etc/docker/certs.d)",
+    )
+    p.add_argument(
+        "--containers-certs-d",
+        metavar="DIR",
+        default="/etc/containers/certs.d",
+        help="Podman's and skopeo's certs.d for --install (default /etc/containers/certs.d)",
+    )
+
+
+def _trust(session: Session, args: argparse.Namespace) -> Result:
+    from pathlib import Path
+
+    from .runtime import trust_rows
+
+    registry = parse_registry(args.target) if args.target else session.registry
+    roots = (Path(args.docker_certs_d), Path(args.containers_certs_d)) if args.install else None
+    return Result(TrustRow, trust_rows(registry, install=roots))
 
 
 # ---- deleting: rmi, rmr ------------------------------------------------------------------------
@@ -547,6 +695,21 @@ COMMANDS: tuple[Command, ...] = (
         panel="DeletePanel",
     ),
     Command("rmr", ("delrepo",), "Delete repositories with every image in them.", _args_rmr, _rmr),
+    Command(
+        "user",
+        ("users",),
+        "Users of a registry started with --users: `user add NAME`, `user remove NAME`, `user list`.",
+        _args_user,
+        _user,
+    ),
+    Command(
+        "trust",
+        (),
+        "What each client needs to trust a TLS registry jindr runs (SSL_CERT_FILE, Docker's certs.d, "
+        "--cert-dir); --install puts it in place.",
+        _args_trust,
+        _trust,
+    ),
     Command(
         "cp",
         ("copy",),

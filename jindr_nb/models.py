@@ -564,3 +564,29 @@ class DiffRow:
     b: Any
     size: int | None
     created_by: str
+
+
+@dataclass(slots=True)
+class UserRow:
+    """`user add` / `user remove` / `user list`: one user of a registry jindr runs with `--users`."""
+
+    registry: str
+    user: str
+    action: str  # added, replaced, removed, listed
+
+
+@dataclass(slots=True)
+class TrustRow:
+    """`trust`: what one client needs to trust a TLS registry jindr runs, and where it is.
+
+    `client` is who reads it (`jindr` and Python through `SSL_CERT_FILE`, `docker` through its
+    certs.d, `podman/skopeo` through `--cert-dir` or containers' certs.d); `path` the file or
+    directory; `installed` whether this run wrote it where the client looks on its own.
+    """
+
+    registry: str
+    client: str
+    how: str
+    path: str
+    installed: bool
+    fingerprint: str

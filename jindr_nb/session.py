@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING
 from .refs import DEFAULT_REGISTRY, Ref, is_loopback, parse_ref, parse_registry
 
 if TYPE_CHECKING:
+    import ssl
+
     from .client import RegistryClient
     from .ops.cache import ContentCache
     from .ops.fetch import Fetcher
@@ -56,10 +58,20 @@ class Session:
 
         Loopback registries are spoken to over plain HTTP; every other one over HTTPS with the
         certificate verified, unless `--insecure` (or JINDR_INSECURE_REGISTRIES) says otherwise.
+        A registry jindr runs with TLS is spoken to over HTTPS trusting the CA jindr made for it,
+        and one with users gets JINDR_USERNAME's credentials (else Docker's config, on a 401).
         """
         from .client import RegistryClient, default_insecure
+        from .runtime import client_settings
 
         name = registry or self.registry
+        settings = client_settings(name)
+        if settings is not None:
+            if name not in self._clients:
+                self._clients[name] = RegistryClient(
+                    name, tls=_trusting(settings.ca) if settings.tls else None, credentials=settings.login()
+                )
+            return self._clients[name]
         insecure = not is_loopback(name) and (self.insecure or name in default_insecure())
         key = f"{name} (plain http)" if insecure else name
         if key not in self._clients:
@@ -70,12 +82,22 @@ class Session:
         return self._clients[key]
 
     def fetcher(self, registry: str | None = None, *, local: bool = True) -> Fetcher:
-        """Reads through the registry's storage when jindr runs it here (`local`), else its API."""
+        """Reads through the registry's storage when jindr runs it here (`local`): its bucket when it
+        keeps its tree on object storage, else its directory; otherwise its API."""
         from .ops.fetch import Fetcher
 
         client = self.client(registry)
         if local:
-            from .runtime import local_storage
+            from .runtime import local_storage, managed_bucket, running
+
+            bucket = managed_bucket(client.registry)
+            # Running, as for a directory: a stopped registry is not listed as if it answered.
+            if bucket is not None and running(client.registry) is not None:
+                from .client.bucket import BucketLayout, BucketReader
+
+                location = bucket.location
+                layout = BucketLayout(bucket.client(), location.bucket, location.root, blob_listing=False)
+                return Fetcher(BucketReader(layout, client), self.cache)
 
             storage = local_storage(client.registry)
             if storage is not None:
@@ -110,6 +132,14 @@ class Session:
         self._clients.clear()
         if self._cache is not None:
             self._cache.close()
+
+
+def _trusting(ca: str | None) -> ssl.SSLContext:
+    """Verification for a TLS registry jindr runs: its CA (no flag, no SSL_CERT_FILE needed), or the
+    system's CAs for a certificate of the user's own issued elsewhere."""
+    import ssl
+
+    return ssl.create_default_context(cafile=ca) if ca else ssl.create_default_context()
 
 
 def _to_stderr(text: str) -> None:

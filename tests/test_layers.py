@@ -693,6 +693,53 @@ def test_storage_reports_a_child_lost_after_a_warm_read(process_registry: str) -
         session.close()
 
 
+def test_storage_reports_a_child_rewritten_after_a_warm_read(
+    process_registry: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A kernel's session re-reads a manifest it holds parsed only while the blob's file is the one it
+    verified (its stamp: device, inode, size, mtime, ctime). A platform image's bytes rewritten in
+    place afterwards no longer match its digest: storage declines them, and the registry, asked
+    instead, fails on them — `layers` says so naming the manifest, from the warm session as from a
+    cold CLI, never lists the image from what it held. Put back, the image is listed again."""
+    from jindr_nb.client import storage as storage_module
+    from jindr_nb.client.storage import StorageLayout
+
+    monkeypatch.setattr(storage_module, "_SETTLED_NS", 0)  # stamps count at once (else for files 2 s old)
+    address = process_registry
+    root = Path(jindr("-r", address, "status").rows[0].storage).resolve()
+    with RegistryClient(address) as client:
+        f = ImageFactory(client, seed=43)
+        pushed = f.index("r/app", "latest")
+        f.index("r/fine", "1")
+    child = pushed.platforms["linux/arm64"]
+    session = Session(address)
+    try:
+        for _ in range(2):  # the second read takes the parsed manifests, their stamps checked
+            result = run(session, build_parser().parse_args(["-r", address, "layers"]))
+            assert not result.message
+            assert {r.platform for r in result.rows if r.repository == "r/app"} == {"linux/amd64", "linux/arm64"}
+        assert session.fetcher(address).unchanged(child)
+        blob = Path(StorageLayout(root).blob_path(child))
+        original = blob.read_bytes()
+        tampered = bytearray(original)
+        tampered[30] = ord("X") if tampered[30] != ord("X") else ord("Y")
+        blob.write_bytes(bytes(tampered))
+        for how, command in (
+            ("warm session, storage", lambda: run(session, build_parser().parse_args(["-r", address, "layers"]))),
+            ("cold CLI, storage", lambda: jindr("-r", address, "layers")),
+        ):
+            CASES.append(f"child rewritten after a warm read: {how}")
+            with pytest.raises(JindrError, match=f"r/app@{child}") as caught:
+                command()
+            assert "\n" not in str(caught.value), how
+        blob.write_bytes(original)
+        again = run(session, build_parser().parse_args(["-r", address, "layers"]))
+        assert not again.message
+        assert {r.platform for r in again.rows if r.repository == "r/app"} == {"linux/amd64", "linux/arm64"}
+    finally:
+        session.close()
+
+
 def _hostile_index_in_storage(storage: Path, repository: str, tag: str, children: list[dict]) -> str:
     """An index whose children's "digest"s are whatever `children` say, written straight into the
     registry's storage (its API refuses such an index on PUT) and tagged `tag`; its digest."""

@@ -12,8 +12,9 @@ from rig import ImageFactory
 
 from jindr_nb.client import RegistryClient
 from jindr_nb.client.storage import StorageReader
-from jindr_nb.commands import Session
+from jindr_nb.commands import Session, build_parser, run
 from jindr_nb.frames import to_frame
+from jindr_nb.ops.listing import TORN
 
 
 @pytest.fixture()
@@ -165,3 +166,159 @@ def test_a_fifo_in_storage_does_not_hang_a_read(process_registry: str) -> None:
     blob.unlink()
     os.mkfifo(blob)
     assert layout.read_blob(pushed.digest, 1 << 20) is None  # at once, not after a writer
+
+
+def _flip_byte(path, at: int = 20) -> bytes:
+    """Rewrite a file in place with one byte changed (same length, same inode): what a bad disk or a
+    hand edit leaves. Returns the bytes it held."""
+    data = path.read_bytes()
+    tampered = bytearray(data)
+    tampered[at] = ord("X") if tampered[at] != ord("X") else ord("Y")
+    path.write_bytes(bytes(tampered))
+    return data
+
+
+def test_tampered_manifest_bytes_in_storage_are_reported_after_a_verified_listing(
+    process_registry: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A repeated listing from storage skips re-reading a manifest whose blob file is unchanged since
+    its bytes were verified (the file's stamp: device, inode, size, mtime, ctime). Rewriting the
+    bytes in place changes the stamp: the listing reads them again and reports the tag — in a warm
+    kernel (parsed manifests in memory), in a fresh CLI (stamps and summaries on disk), for `lsi`
+    and `lsi -l`. Put back, the bytes verify again and the tag is listed whole."""
+    from pathlib import Path
+
+    from jindr_nb.client import storage as storage_module
+    from jindr_nb.client.storage import StorageLayout
+    from jindr_nb.ops.fetch import Fetcher
+
+    monkeypatch.setattr(storage_module, "_SETTLED_NS", 0)  # stamps count at once (else for files 2 s old)
+    address = process_registry
+    root = Path(jindr("-r", address, "status").rows[0].storage).resolve()
+    with RegistryClient(address) as client:
+        victim = ImageFactory(client, seed=47).single("tamper/app", "v1")
+        kept = ImageFactory(client, seed=48).single("tamper/app", "ok")
+        index = ImageFactory(client, seed=49).index("tamper/idx", "v1")
+    blob = Path(StorageLayout(root).blob_path(victim.digest))
+    warm = Session(address)
+    try:
+        for argv in (["lsi", "tamper/app"], ["lsi", "-l", "tamper/app"], ["lsi", "-l", "tamper/idx"]):
+            for _ in range(2):  # the second listing takes the stamped path
+                rows = {r.tag: r for r in run(warm, build_parser().parse_args(argv)).rows}
+                assert all(r.missing == [] for r in rows.values()), argv
+        fetcher = warm.fetcher()
+        assert isinstance(fetcher, Fetcher) and fetcher.unchanged(victim.digest)  # recorded: reads are skipped
+        assert fetcher.unchanged(index.digest)
+        original = _flip_byte(blob)
+        assert not fetcher.unchanged(victim.digest)
+        for session in (warm, None):
+            for argv in (["lsi", "tamper/app"], ["lsi", "-l", "tamper/app"]):
+                result = run(session, build_parser().parse_args(argv)) if session else jindr("-r", address, *argv)
+                assert [r.tag for r in result.rows] == ["ok"], (argv, session)
+                assert result.rows[0].digest == kept.digest
+                assert "1 tag left out (tamper/app:v1)" in result.message, result.message
+                assert "does not match its digest" in result.message
+        with pytest.raises(Exception, match="does not match its digest"):
+            jindr("-r", address, "lsi", "tamper/app:v1")  # named: an error, not a row
+        blob.write_bytes(original)  # a new ctime: read and verified once more, then stamped again
+        for argv in (["lsi", "tamper/app"], ["lsi", "-l", "tamper/app"]):
+            rows = {r.tag: r for r in run(warm, build_parser().parse_args(argv)).rows}
+            assert sorted(rows) == ["ok", "v1"] and rows["v1"].digest == victim.digest
+        assert warm.fetcher().unchanged(victim.digest)
+    finally:
+        warm.close()
+
+
+def test_a_manifest_blob_gone_from_storage_is_not_listed_from_the_cache(
+    process_registry: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The revision link stays, the blob's file is gone (a hand-made or half-restored tree): the
+    cache knows what the digest held, but the registry cannot serve it — the tag is shown torn,
+    also by a warm kernel and after a stamped listing."""
+    from pathlib import Path
+
+    from jindr_nb.client import storage as storage_module
+    from jindr_nb.client.storage import StorageLayout
+
+    monkeypatch.setattr(storage_module, "_SETTLED_NS", 0)
+    address = process_registry
+    root = Path(jindr("-r", address, "status").rows[0].storage).resolve()
+    with RegistryClient(address) as client:
+        victim = ImageFactory(client, seed=50).single("gone/app", "v1")
+    warm = Session(address)
+    try:
+        for argv in (["lsi", "gone/app"], ["lsi", "-l", "gone/app"]):
+            for _ in range(2):
+                assert run(warm, build_parser().parse_args(argv)).rows[0].missing == []
+        blob = Path(StorageLayout(root).blob_path(victim.digest))
+        blob.unlink()
+        jindr("-r", address, "stop")
+        jindr("-r", address, "start", "--runtime", "process", "-d", str(root))  # its own cache forgets the blob
+        for session in (warm, None):
+            for argv in (["lsi", "gone/app"], ["lsi", "-l", "gone/app"]):
+                result = run(session, build_parser().parse_args(argv)) if session else jindr("-r", address, *argv)
+                assert [(r.tag, r.missing) for r in result.rows] == [("v1", [TORN])], (argv, session)
+    finally:
+        warm.close()
+
+
+def test_stamps_count_only_for_files_that_have_settled(process_registry: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file changed within the last moments gets no stamp (a second write in the same tick of the
+    file system's clock could leave every field alike): it is read and verified every time until
+    it has settled. The stamp is that of the file the bytes came from."""
+    from pathlib import Path
+
+    from jindr_nb.client import storage as storage_module
+    from jindr_nb.client.storage import StorageLayout
+
+    address = process_registry
+    root = Path(jindr("-r", address, "status").rows[0].storage).resolve()
+    with RegistryClient(address) as client:
+        pushed = ImageFactory(client, seed=51).single("fresh/app", "v1")
+    layout = StorageLayout(root)
+    read = layout.read_blob_stamped(pushed.digest, 1 << 20)
+    assert read is not None and read[1] is None  # written just now: no stamp yet
+    monkeypatch.setattr(storage_module, "_SETTLED_NS", 0)
+    read = layout.read_blob_stamped(pushed.digest, 1 << 20)
+    assert read is not None and read[1] is not None and read[1] == layout.blob_stamp(pushed.digest)
+    assert layout.blob_stamp("sha256:" + "0" * 64) is None  # no such file: no stamp
+
+
+def test_the_summaries_file_reads_back_whole_records_around_a_torn_line(tmp_path) -> None:
+    """The summaries file is read in one parse when every line is a whole record, line by line when
+    one is torn (a full disk, a killed writer): the torn line is a miss, and never runs into the
+    records around it. Stamps kept on disk read back as the very stamp, and no other."""
+    from jindr_nb.ops.cache import ContentCache
+
+    cache = ContentCache(tmp_path)
+    cache.put_summary("sha256:" + "a" * 64, {"p": ["linux/amd64"], "s": 1, "m": "x"})
+    cache.put_stamp("sha256:" + "b" * 64, (1, 2, 3, 4, 5))
+    cache.keep_stamp("sha256:" + "b" * 64)
+    cache.close()
+    whole = ContentCache(tmp_path)
+    assert whole.get_summary("sha256:" + "a" * 64) == {"p": ["linux/amd64"], "s": 1, "m": "x"}
+    assert whole.verified("sha256:" + "b" * 64, (1, 2, 3, 4, 5))
+    assert not whole.verified("sha256:" + "b" * 64, (1, 2, 3, 4, 6)) and not whole.verified("sha256:" + "b" * 64, None)
+    path = tmp_path / "summaries-v3.jsonl"
+    with path.open("ab") as fh:
+        fh.write(b'{"d":"sha256:' + b"c" * 64 + b'","p":["linux/a\n')  # torn inside a string
+        fh.write(b'{"d":"sha256:' + b"e" * 64 + b'","p":[],"s":2,"m":"y"}\n')
+        fh.write(b"[1, 2]\n")  # foreign: not a record
+        fh.write(b'{"d":"sha256:' + b"f" * 64 + b'","s":3},{"d":"sha256:' + b"9" * 64 + b'","s":4}\n')  # two in one
+    again = ContentCache(tmp_path)
+    assert again.get_summary("sha256:" + "c" * 64) is None
+    assert again.get_summary("sha256:" + "f" * 64) is None and again.get_summary("sha256:" + "9" * 64) is None
+    assert again.get_summary("sha256:" + "e" * 64) == {"p": [], "s": 2, "m": "y"}
+    assert again.get_summary("sha256:" + "a" * 64) == {"p": ["linux/amd64"], "s": 1, "m": "x"}
+    assert again.verified("sha256:" + "b" * 64, (1, 2, 3, 4, 5))
+    # Every line starts and ends like a record, one holds two: the one parse finds a record too
+    # many, and the file is read line by line (that line is a miss).
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "summaries-v3.jsonl").write_bytes(
+        b'{"d":"sha256:' + b"a" * 64 + b'","s":1}\n'
+        b'{"d":"sha256:' + b"f" * 64 + b'","s":3},{"d":"sha256:' + b"9" * 64 + b'","s":4}\n'
+    )
+    mixed = ContentCache(other)
+    assert mixed.get_summary("sha256:" + "a" * 64) == {"s": 1}
+    assert mixed.get_summary("sha256:" + "f" * 64) is None and mixed.get_summary("sha256:" + "9" * 64) is None

@@ -617,3 +617,27 @@ def test_a_private_file_is_0600_even_over_a_stale_or_planted_temporary(tmp_path:
     assert target.stat().st_mode & 0o777 == 0o600
     assert elsewhere.read_text() == "untouched"
     assert not stale.exists() and not stale.is_symlink()
+
+
+def test_a_missing_team_package_is_one_line_naming_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`start --tls`/`--users` and `user add` without the `team` extra: one line saying what to install."""
+    import importlib.util
+
+    from jindr_nb.runtime import RegistrySpec
+    from jindr_nb.runtime.base import needs, serving_files
+    from jindr_nb.runtime.users import add_user
+
+    with pytest.raises(RuntimeFailure) as caught:
+        needs("jindr_no_such_package", "start --tls")
+    assert str(caught.value) == "start --tls needs the jindr_no_such_package package: pip install 'jindr_nb[team]'"
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name in ("cryptography", "bcrypt") else real(name, *a)
+    )
+    spec = RegistrySpec.make("localhost:5999", tmp_path / "s", tls=True, users=True)
+    with pytest.raises(RuntimeFailure, match=r"^start --tls needs the cryptography package"):
+        serving_files(spec)
+    with pytest.raises(RuntimeFailure, match=r"^user add needs the bcrypt package"):
+        add_user(tmp_path / "htpasswd", "alice", "a-long-password")
+    assert not (Path(os.environ["JINDR_STATE_DIR"]) / "team" / "5999").exists()  # nothing written
+    assert not (tmp_path / "htpasswd").exists()

@@ -40,6 +40,8 @@ from .errors import for_transport, unreachable
 from .transport import Transport
 
 if TYPE_CHECKING:
+    import ssl
+
     import httpx
 
 __all__ = ["ManifestBytes", "RegistryClient", "default_insecure", "unreachable"]
@@ -80,15 +82,17 @@ class RegistryClient:
         connect_timeout: float = 5.0,
         retries: int = 3,
         pool: int = 16,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
+        # `tls`: speak HTTPS trusting this context, even on loopback (a TLS registry jindr runs).
         self.registry = parse_registry(registry)
-        self.scheme = "http" if insecure else scheme_for(self.registry)
+        self.scheme = "https" if tls is not None else "http" if insecure else scheme_for(self.registry)
         self.base_url = f"{self.scheme}://{self.registry}"
         self._t = Transport(
             self.registry,
             self.scheme,
             transport=transport,
-            verify=not insecure,
+            verify=tls if tls is not None else not insecure,
             credentials=credentials,
             docker_config=docker_config,
             timeout=_default_timeout() if timeout is None else timeout,

@@ -202,7 +202,7 @@ class Transport:
         scheme: str,
         *,
         transport: httpx.BaseTransport | None,
-        verify: bool,
+        verify: bool | ssl.SSLContext,
         credentials: Credentials | None,
         docker_config: str | None,
         timeout: float,
@@ -248,13 +248,14 @@ class Transport:
             with self.lock:
                 if self._http_client is None:
                     o = self.http_options
+                    verify = o["verify"]  # a context of the caller's (a CA jindr made), or True/False
                     self._http_client = httpx.Client(
                         base_url=self.base_url,
                         transport=self._injected,
                         timeout=httpx.Timeout(o["timeout"], connect=o["connect"]),
                         limits=httpx.Limits(max_connections=o["pool"], max_keepalive_connections=o["pool"]),
                         follow_redirects=False,
-                        verify=tls_context(self.scheme, bool(o["verify"])),
+                        verify=verify if not isinstance(verify, bool) else tls_context(self.scheme, verify),
                         headers={"User-Agent": _USER_AGENT},
                     )
         return self._http_client
@@ -297,7 +298,8 @@ class Transport:
         creds = self.creds()
         if challenge.scheme == "basic" and creds is None:
             raise Unauthorized(
-                f"{self.registry} needs credentials: run `docker login {self.registry}`",
+                f"{self.registry} needs credentials: run `docker login {self.registry}` "
+                "(or set JINDR_USERNAME and JINDR_PASSWORD_ENV)",
                 registry=self.registry,
                 status=401,
             )

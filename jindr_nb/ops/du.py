@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import NotFound
 from ..models import DuRow, DuTotalRow, GcRow
@@ -13,6 +14,9 @@ from .fetch import Fetcher
 from .graph import Graph, walk
 from .notices import broken_notice
 from .pool import workers
+
+if TYPE_CHECKING:
+    from ..client.bucket import BucketLayout
 
 __all__ = ["Usage", "disk_usage"]
 
@@ -36,6 +40,7 @@ class Usage:
     total: DuTotalRow
     broken: list[str]  # repo:tag, torn ones included
     torn: list[str] = field(default_factory=list)  # repo:tag listed with no manifest at all
+    where: str = "on disk"  # where `disk_bytes` was counted ("in the bucket" for object storage)
 
     def notice(self, *, total: bool = False) -> str:
         """The line beside the rows: broken tags, and (per repository, not `total`) the registry's totals."""
@@ -48,7 +53,7 @@ class Usage:
             f"{GcRow.binary(t.size)}"
         )
         if t.disk_bytes is not None:
-            line += f"; {GcRow.binary(t.disk_bytes)} on disk, gc would reclaim {GcRow.binary(t.gc_bytes or 0)} now"
+            line += f"; {GcRow.binary(t.disk_bytes)} {self.where}, gc would reclaim {GcRow.binary(t.gc_bytes or 0)} now"
         return "; ".join([*notes, line + " (`du --total` as a table)"])
 
 
@@ -88,7 +93,8 @@ def disk_usage(
 
     Sharing is judged against every repository of the registry, also when only some are shown.
     With the registry's `storage` directory (a registry jindr runs here), the totals also say the
-    disk it takes and what `gc` would remove now.
+    disk it takes and what `gc` would remove now; for a registry jindr runs on object storage, the
+    bytes its bucket lists under the registry's tree and what `gc` would remove now.
     """
     everything = sorted(fetcher.client.catalog())
     wanted = list(repositories) or everything
@@ -125,11 +131,42 @@ def disk_usage(
         gc_blobs=None,
         gc_bytes=None,
     )
-    if storage is not None:
+    where = "on disk"
+    # A registry jindr runs on object storage has no storage directory: its bucket says the same.
+    bucket = _bucket_layout(fetcher) if storage is None or fetcher.local else None
+    if bucket is not None:
+        _add_bucket(total, bucket)
+        where = "in the bucket"
+    elif storage is not None:
         _add_disk(total, storage)
     broken = [f"{name}:{tag}" for name in wanted for tag in contents[name].broken]
     torn = [f"{name}:{tag}" for name in wanted for tag in contents[name].torn]
-    return Usage(rows, total, broken, torn)
+    return Usage(rows, total, broken, torn, where)
+
+
+def _bucket_layout(fetcher: Fetcher) -> BucketLayout | None:
+    """The bucket of a registry jindr runs on object storage (the reader's own when it reads it), else None."""
+    from ..client.bucket import BucketLayout, BucketReader
+
+    if isinstance(fetcher.client, BucketReader):
+        reader = fetcher.client.bucket_layout  # a new layout: the reader's lists no blobs, and listed earlier
+        return BucketLayout(reader.s3, reader.bucket, reader.root)
+    from ..runtime import managed_bucket
+
+    bucket = managed_bucket(fetcher.client.registry)
+    if bucket is None:
+        return None
+    return BucketLayout(bucket.client(), bucket.location.bucket, bucket.location.root)
+
+
+def _add_bucket(total: DuTotalRow, layout: BucketLayout) -> None:
+    """The bytes the bucket lists under the registry's tree, and the blobs gc would remove now."""
+    from .gc import plan
+
+    would = plan(layout)
+    total.disk_bytes = layout.bytes_listed()
+    total.gc_blobs = len(would.blobs)
+    total.gc_bytes = sum(size for _, size in would.blobs)
 
 
 def _add_disk(total: DuTotalRow, storage: Path) -> None:

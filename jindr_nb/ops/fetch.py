@@ -118,29 +118,35 @@ class Fetcher:
         # the cache directory would only cost writes. Derived summaries are still kept.
         self.persist = not self.local
 
-    def manifest(self, repository: str, reference: str) -> Manifest | Index:
+    def manifest(self, repository: str, reference: str, *, resolved: str | None = None) -> Manifest | Index:
         """A parsed manifest; by digest from the cache when we have it, by tag always asked (on
-        local storage the tag's link names the digest, and the cache answers for that)."""
+        local storage the tag's link names the digest, and the cache answers for that). `resolved`:
+        the digest `resolve` gave for `reference` just before (its link is not read twice)."""
         if not (is_tag(reference) or is_digest(reference)):
             # Neither (a child's "digest" that is a path, say): nothing a registry serves, and never
             # a path or a URL — `v1/../v1` would name the tag v1.
             raise NotFound(
                 f"manifest {reference!r} is not in {repository}: not a tag nor a digest", registry=self.client.registry
             )
-        digest = reference if reference.startswith("sha256:") else self.resolve(repository, reference)
-        if digest is not None:
-            kept = self.cache.parsed(digest)
-            if isinstance(kept, Manifest | Index):
+        digest = resolved or (reference if reference.startswith("sha256:") else self.resolve(repository, reference))
+        if digest is not None and self.storage is not None:
+            # From storage, what the cache holds counts only while the blob's file is the one
+            # whose bytes were verified (a stat); else it is read and verified again.
+            kept = self._kept(digest)
+            if kept is not None:
                 return kept
+            stored = self._stored(repository, digest, reference)
+            if stored is not None:
+                return stored
+        elif digest is not None:
+            parsed_before = self.cache.parsed(digest)
+            if isinstance(parsed_before, Manifest | Index):
+                return parsed_before
             hit = self.cache.get(digest, disk=self.persist)
             if hit is not None:
                 parsed = parse_manifest(hit[1], hit[0], digest)
                 self.cache.keep_parsed(digest, parsed)
                 return parsed
-            if self.storage is not None:
-                stored = self._stored(repository, digest, reference)
-                if stored is not None:
-                    return stored
         # A tag resolved from local storage is read by its digest: its link is read once, not twice.
         got = self.client.get_manifest(repository, digest or reference)
         parsed = parse_fetched(self.client.registry, repository, reference, got)
@@ -176,18 +182,31 @@ class Fetcher:
         over the API, `exists` asks as it always does. Anything but a digest is not there."""
         if not is_digest(digest):
             raise NotFound(f"manifest {digest} is not in {repository}: not a digest", registry=self.client.registry)
-        if (
-            self.storage is not None
-            and self.cache.parsed(digest) is None
-            and self.cache.get(digest, disk=False) is None
-        ):
+        if self.storage is not None:
+            kept = self._kept(digest)
+            if kept is not None:  # the very bytes verified before: is it still linked here?
+                if self.storage.has_manifest(repository, digest):
+                    return kept
+                raise NotFound(f"manifest {digest} is gone from {repository}", registry=self.client.registry)
             stored = self._stored(repository, digest, digest)
             if stored is not None:
                 return stored
             # Storage cannot answer cleanly: the API says whether it is there (NotFound when not).
-        elif not self.exists(repository, digest):
+        if not self.exists(repository, digest):
             raise NotFound(f"manifest {digest} is gone from {repository}", registry=self.client.registry)
         return self.manifest(repository, digest)
+
+    def unchanged(self, digest: str) -> bool:
+        """From storage: the blob file of manifest `digest` is the one whose bytes were read and
+        verified against `digest` before (in this process or an earlier one: its stamp, one stat, is
+        recorded in the cache). False over the API, for a file changed since, and for one too fresh
+        for its stamp to count. Says nothing of whether a repository links it."""
+        return self.storage is not None and self.cache.verified(digest, self.storage.manifest_stamp(digest))
+
+    def _kept(self, digest: str) -> Manifest | Index | None:
+        """The parsed manifest the cache keeps for `digest`, when storage still holds those bytes."""
+        kept = self.cache.parsed(digest)
+        return kept if isinstance(kept, Manifest | Index) and self.unchanged(digest) else None
 
     def _stored(self, repository: str, digest: str, reference: str) -> Manifest | Index | None:
         """The manifest `digest` (asked for as `reference`) read and parsed from storage with one
@@ -195,13 +214,14 @@ class Fetcher:
         digest is looked up: `read_manifest` would take anything else for a tag."""
         if self.storage is None or not is_digest(digest):
             return None
-        found = self.storage.read_manifest(repository, digest)
+        found = self.storage.read_manifest_stamped(repository, digest)
         if found is None:
             return None
-        raw = found[1]
+        _, raw, stamp = found
         parsed = _parsed_from(self.client.registry, repository, reference, lambda: parse_stored_manifest(raw, digest))
-        self.cache.put(digest, parsed.media_type, raw, persist=False)
         self.cache.keep_parsed(digest, parsed)
+        if stamp is not None:
+            self.cache.put_stamp(digest, stamp)
         return parsed
 
     def missing_children(self, repository: str, index: Index) -> list[tuple[Descriptor, str]]:

@@ -18,18 +18,54 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
+from typing import Protocol
 
+from ..client.bucket import BucketLayout
 from ..client.storage import StorageLayout
 from ..errors import NotFound, RegistryError, RuntimeFailure
 from ..models import OCI_INDEX, OCI_MANIFEST, Descriptor, GcRow, Index, InstanceRow, Manifest, parse_manifest
-from ..runtime.base import Runtime
+from ..runtime.base import RegistrySpec, Runtime
 from .graph import walk
 
-__all__ = ["GcPlan", "collect", "collect_at", "plan", "stop_registry"]
+__all__ = ["BucketGcRow", "GcPlan", "Layout", "collect", "collect_at", "layout_of", "plan", "stop_registry"]
+
+
+class Layout(Protocol):
+    """What a plan reads, from a storage directory (`StorageLayout`) or a bucket (`BucketLayout`)."""
+
+    def repositories(self) -> list[str]: ...
+
+    def tags(self, repository: str) -> list[str] | None: ...
+
+    def tag_digest(self, repository: str, tag: str) -> str | None: ...
+
+    def revisions(self, repository: str) -> list[str]: ...
+
+    def read_blob(self, digest: str, limit: int) -> bytes | None: ...
+
+    def blobs(self) -> Iterator[tuple[str, int]]: ...
+
+
+@dataclass(slots=True)
+class BucketGcRow(GcRow):
+    """A collection on object storage: `disk_*` are the bytes the bucket lists under the registry's
+    tree (objects, not disk blocks), and the message says so."""
+
+    def describe(self) -> str:
+        blobs = "blob" if self.blobs_deleted == 1 else "blobs"
+        size, freed = self.binary(self.reclaimed_bytes), self.binary(self.disk_freed)
+        return f"{size} in {self.blobs_deleted} {blobs} ({freed} less in the bucket)"
+
+
+def layout_of(spec: RegistrySpec) -> StorageLayout | BucketLayout:
+    """The registry's tree: its bucket when it keeps it on object storage, else its storage directory."""
+    if spec.bucket is not None:
+        return BucketLayout(spec.bucket.client(), spec.bucket.location.bucket, spec.bucket.location.root)
+    return StorageLayout(spec.storage)
 
 
 @dataclass
@@ -44,7 +80,7 @@ class GcPlan:
         return sum(len(v) for v in self.manifests.values())
 
 
-def plan(layout: StorageLayout) -> GcPlan:
+def plan(layout: Layout) -> GcPlan:
     """Read storage (registry stopped or not) and work out what would go."""
     result = GcPlan()
     marked: set[str] = set()
@@ -59,7 +95,7 @@ def plan(layout: StorageLayout) -> GcPlan:
     return result
 
 
-def _reachable(layout: StorageLayout, repo: str, revisions: set[str]) -> tuple[set[str], set[str]]:
+def _reachable(layout: Layout, repo: str, revisions: set[str]) -> tuple[set[str], set[str]]:
     """The manifests `repo`'s tags reach (through index children and `subject` referrers), and what the
     registry's own collection then marks: those manifests and every digest they reference.
 
@@ -91,8 +127,12 @@ def _reachable(layout: StorageLayout, repo: str, revisions: set[str]) -> tuple[s
     return kept, reached | listed | set(graph.blobs)
 
 
-def remove_manifests(layout: StorageLayout, gc_plan: GcPlan) -> None:
-    """Unlink the planned manifests from their repositories (only while the registry is stopped)."""
+def remove_manifests(layout: StorageLayout | BucketLayout, gc_plan: GcPlan) -> None:
+    """Unlink the planned manifests from their repositories (only while the registry is stopped); in
+    a bucket all or none (what went is put back when a delete fails)."""
+    if isinstance(layout, BucketLayout):
+        layout.remove([k for repo, digests in gc_plan.manifests.items() for k in layout.manifest_keys(repo, digests)])
+        return
     for path in _manifest_paths(layout, gc_plan):
         shutil.rmtree(path, ignore_errors=True)
 
@@ -133,7 +173,7 @@ def _estimate_freed(layout: StorageLayout, gc_plan: GcPlan) -> int:
     return sum(_allocated(path) for path in doomed + _manifest_paths(layout, gc_plan))
 
 
-def _revisions(layout: StorageLayout) -> set[tuple[str, str]]:
+def _revisions(layout: Layout) -> set[tuple[str, str]]:
     return {(repo, digest) for repo in layout.repositories() for digest in layout.revisions(repo)}
 
 
@@ -144,49 +184,159 @@ def collect(
     dry_run: bool = False,
     bring_back: bool = True,
     remove_repositories: Sequence[str] = (),
+    replicas: Sequence[tuple[Runtime, str]] | None = None,
 ) -> GcRow:
-    """Pause the registry, collect, and (unless `bring_back=False`) resume it exactly as it was.
+    """Pause the registry and every replica on its storage, collect, and resume them all exactly as
+    they were (with `bring_back=False`, all but `registry` itself).
 
     `remove_repositories` are deleted from storage first, while nothing can write (the registry
     API has no call for that, distribution#2747). With `dry_run` nothing stops and nothing
-    changes: the plan is computed from storage.
+    changes: the plan is computed from storage. `replicas` are the other registries on the same
+    storage, each with its runtime (default: the ones jindr runs, `runtime.replicas`); a push to
+    any of them during the sweep would lose layers, so all stop, or none does and nothing changes.
     """
     spec = runtime.spec_of(registry)
     if spec is None:
         raise RuntimeFailure(f"jindr does not run a registry at {registry}; `info` lists the ones it runs")
-    layout = StorageLayout(spec.storage)
+    layout = layout_of(spec)
     if dry_run:
-        would = plan(layout)
-        before = _allocated(spec.storage)
-        freed = min(before, _estimate_freed(layout, would))
-        reclaimed = sum(size for _, size in would.blobs)
-        return GcRow(registry, True, would.manifest_count, len(would.blobs), reclaimed, before, before - freed, freed)
-    runtime.pause(registry)
+        return _dry_run(spec, layout)
+    others = list(replicas) if replicas is not None else _replicas_of(registry)
+    paused = _pause_all([(runtime, registry), *others])
+    # Resuming also clears each registry's in-memory blob cache, which would otherwise claim that
+    # swept blobs still exist and make a re-push skip them (distribution#1803). The replicas come
+    # back even when this registry stays stopped (`stop` collects first).
+    back = paused if bring_back else paused[1:]
     try:
-        # Measured while nothing can write: what is missing afterwards is what this collection removed.
-        blobs_before = dict(layout.blobs())
-        revisions_before = _revisions(layout)
-        before = _allocated(spec.storage)
-        for repository in remove_repositories:
-            target = (layout.repositories_dir / repository).resolve()
-            if layout.repositories_dir.resolve() not in target.parents:
-                raise RuntimeFailure(f"refusing to remove {target}: not inside the registry's storage")
-            shutil.rmtree(target, ignore_errors=True)
-            _prune_empty_parents(target.parent, layout.repositories_dir.resolve())
-        remove_manifests(layout, plan(layout))
-        # An empty storage has nothing to sweep (and the registry's gc fails on a missing tree).
-        if layout.repositories_dir.is_dir():
-            runtime.garbage_collect(registry, dry_run=False)
-        swept = blobs_before.keys() - dict(layout.blobs()).keys()
-        manifests = len(revisions_before - _revisions(layout))
-        after = _allocated(spec.storage)
-    finally:
-        if bring_back:
-            # Also clears the registry's in-memory blob cache, which would otherwise claim that
-            # swept blobs still exist and make a re-push skip them (distribution#1803).
-            runtime.resume(registry)
+        if isinstance(layout, BucketLayout):
+            row: GcRow = _collect_bucket(runtime, registry, layout, remove_repositories)
+        else:
+            row = _collect_directory(runtime, registry, spec, layout, remove_repositories)
+    except RuntimeFailure as exc:
+        problems = _resume_all(back, quiet=True)
+        if problems:
+            raise RuntimeFailure(f"{exc}; {problems}") from None
+        raise
+    except BaseException:
+        _resume_all(back, quiet=True)
+        raise
+    _resume_all(back)
+    return row
+
+
+def _dry_run(spec: RegistrySpec, layout: StorageLayout | BucketLayout) -> GcRow:
+    """What a collection would remove, measured as the run measures it; nothing changes."""
+    would = plan(layout)
+    reclaimed = sum(size for _, size in would.blobs)
+    if isinstance(layout, BucketLayout):
+        before = layout.bytes_listed()
+        listed = layout.list_keys(layout.v2)
+        doomed = [layout.blob_key(d) for d, _ in would.blobs]
+        doomed += [k for repo, digests in would.manifests.items() for k in layout.manifest_keys(repo, digests)]
+        freed = sum(listed.get(k, 0) for k in doomed)
+        row = (spec.registry, True, would.manifest_count, len(would.blobs), reclaimed, before, before - freed, freed)
+        return BucketGcRow(*row)
+    before = _allocated(spec.storage)
+    freed = min(before, _estimate_freed(layout, would))
+    return GcRow(spec.registry, True, would.manifest_count, len(would.blobs), reclaimed, before, before - freed, freed)
+
+
+def _collect_directory(
+    runtime: Runtime, registry: str, spec: RegistrySpec, layout: StorageLayout, remove_repositories: Sequence[str]
+) -> GcRow:
+    # Measured while nothing can write: what is missing afterwards is what this collection removed.
+    blobs_before = dict(layout.blobs())
+    revisions_before = _revisions(layout)
+    before = _allocated(spec.storage)
+    for repository in remove_repositories:
+        target = (layout.repositories_dir / repository).resolve()
+        if layout.repositories_dir.resolve() not in target.parents:
+            raise RuntimeFailure(f"refusing to remove {target}: not inside the registry's storage")
+        # Only the repository's own `_manifests`, `_layers` and `_uploads`: a repository nested
+        # under it (`a/b` under `a`) is another repository, which nobody asked to delete.
+        for own in _own_parts(target):
+            shutil.rmtree(own, ignore_errors=True)
+        _prune_empty_parents(target, layout.repositories_dir.resolve())
+    remove_manifests(layout, plan(layout))
+    # An empty storage has nothing to sweep (and the registry's gc fails on a missing tree).
+    if layout.repositories_dir.is_dir():
+        runtime.garbage_collect(registry, dry_run=False)
+    swept = blobs_before.keys() - dict(layout.blobs()).keys()
+    manifests = len(revisions_before - _revisions(layout))
+    after = _allocated(spec.storage)
     reclaimed = sum(blobs_before[digest] for digest in swept)
     return GcRow(registry, False, manifests, len(swept), reclaimed, before, after, max(0, before - after))
+
+
+def _collect_bucket(runtime: Runtime, registry: str, layout: BucketLayout, remove_repositories: Sequence[str]) -> GcRow:
+    """The bucket's collection: the repositories' prefixes and the unreachable manifests' links go
+    (each step all or none), then the registry's own sweep with its S3 config; measured from the
+    bucket's listing before and after."""
+    blobs_before = dict(layout.blobs())
+    revisions_before = _revisions(layout)
+    before = layout.bytes_listed()
+    if remove_repositories:
+        doomed: dict[str, int] = {}
+        for repository in remove_repositories:
+            prefix = layout.repo_prefix(repository)
+            # The repository's own `_...` parts only, never a repository nested under it (`a/b`).
+            doomed.update(
+                (key, size) for key, size in layout.keys_under(prefix).items() if key[len(prefix) :].startswith("_")
+            )
+        layout.remove(doomed)
+    remove_manifests(layout, plan(layout))
+    layout.forget()
+    if layout.holds_repositories():
+        runtime.garbage_collect(registry, dry_run=False)
+    else:
+        # No repository left: nothing is marked, so every blob goes — what the registry's own sweep
+        # does, which it cannot start on S3 without the `repositories/` path ("Path not found").
+        layout.delete_keys([layout.blob_key(digest) for digest in blobs_before])
+    swept = blobs_before.keys() - dict(layout.blobs()).keys()
+    manifests = len(revisions_before - _revisions(layout))
+    after = layout.bytes_listed()
+    reclaimed = sum(blobs_before[digest] for digest in swept)
+    return BucketGcRow(registry, False, manifests, len(swept), reclaimed, before, after, max(0, before - after))
+
+
+def _replicas_of(registry: str) -> list[tuple[Runtime, str]]:
+    """The other registries jindr runs on `registry`'s storage, each with its own runtime."""
+    from ..runtime import find_managed, replicas
+
+    found = []
+    for other in replicas(registry)[1:]:
+        managed = find_managed(other)
+        if managed is None:
+            raise RuntimeFailure(f"replica {other} of {registry} is not found any more; nothing changed — run `info`")
+        found.append((managed[0], other))
+    return found
+
+
+def _pause_all(registries: Sequence[tuple[Runtime, str]]) -> list[tuple[Runtime, str]]:
+    """Pause each registry; when one cannot be, resume those already paused and say so (nothing changed)."""
+    paused: list[tuple[Runtime, str]] = []
+    for runtime, registry in registries:
+        try:
+            runtime.pause(registry)
+        except RuntimeFailure as exc:
+            problems = _resume_all(paused, quiet=True)
+            tail = f"; {problems}" if problems else f"; {len(paused)} already paused resumed"
+            raise RuntimeFailure(f"{registry} could not be made read-only ({exc}); nothing changed{tail}") from None
+        paused.append((runtime, registry))
+    return paused
+
+
+def _resume_all(paused: Sequence[tuple[Runtime, str]], *, quiet: bool = False) -> str:
+    """Resume every paused registry, even when one fails; what failed ("" for nothing), raised unless `quiet`."""
+    failed = []
+    for runtime, registry in paused:
+        try:
+            runtime.resume(registry)
+        except RuntimeFailure as exc:
+            failed.append(f"{registry} did not come back ({exc}; `restart` it)")
+    if failed and not quiet:
+        raise RuntimeFailure("; ".join(failed))
+    return "; ".join(failed)
 
 
 def collect_at(registry: str, *, dry_run: bool = False) -> GcRow:
@@ -222,6 +372,14 @@ def stop_registry(registry: str, *, gc: bool = True) -> tuple[list[InstanceRow],
             message = f"{exc}; stopped without collecting (run `gc` after the next `start`)"
     row = runtime.stop(registry)
     return measured([row] if row else []), message
+
+
+def _own_parts(repository_dir: Path) -> list[Path]:
+    """A repository directory's own parts (`_manifests`, `_layers`, `_uploads`), not nested repositories."""
+    try:
+        return [repository_dir / e.name for e in os.scandir(repository_dir) if e.name.startswith("_")]
+    except FileNotFoundError:
+        return []
 
 
 def _prune_empty_parents(directory: Path, stop: Path) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -21,7 +22,7 @@ from ..models import ConfigRow, Descriptor, HistoryRow, Index, LayerRow, Manifes
 from ..refs import Ref
 from .fetch import Fetcher, ManifestSource, child_label
 from .graph import Node, walk
-from .pool import workers
+from .pool import paused_gc, workers
 
 __all__ = [
     "DEFAULT_JOBS",
@@ -241,8 +242,8 @@ def scan(
     client = fetcher.client
     torn: list[str] = []
     unreadable: list[tuple[str, str]] = []
-    with workers(jobs, "jindr-layers") as pool:
-        run: Callable[..., Any] = map if fetcher.local else pool.map  # storage reads: threads only cost
+    with nullcontext() if fetcher.local else workers(jobs, "jindr-layers") as pool, paused_gc():
+        run: Callable[..., Any] = map if pool is None else pool.map  # storage reads: threads only cost
         whole = [r.repository for r in selection if not (r.tag or r.digest)]
         if not selection:
             whole = sorted(client.catalog())
@@ -276,7 +277,10 @@ def scan(
                 image_layers(image)
             return found
 
-        results = [r for r in run(one, unique) if r is not None]
+        try:
+            results = [r for r in run(one, unique) if r is not None]
+        finally:
+            fetcher.cache.flush()  # the records this scan made, for the next process
     results.sort(key=lambda r: (r.ref.repository, r.ref.tag or "", r.ref.digest or ""))
     return Scan(results, sorted(torn), sorted(unreadable))
 

@@ -8,17 +8,24 @@ what the registry software running there can do (`deletes_tags`).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import ImageUnavailable, RuntimeFailure
-from ..models import InstanceRow
-from .base import DEFAULT_STORAGE, RegistrySpec, Runtime, dir_size, state_dir
+from ..models import InstanceRow, TrustRow
+from .base import DEFAULT_STORAGE, RegistrySpec, Runtime, check_bucket, dir_size, state_dir
 from .process import ProcessRuntime, find_binary
 from .s3 import BucketStorage
 
+if TYPE_CHECKING:
+    from ..client import Credentials
+
 __all__ = [
     "DEFAULT_STORAGE",
+    "ClientSettings",
     "ProcessRuntime",
+    "client_settings",
     "find_binary",
     "RegistrySpec",
     "Runtime",
@@ -36,6 +43,9 @@ __all__ = [
     "start_registry",
     "state_dir",
     "status_row",
+    "trust_rows",
+    "users_file",
+    "users_files",
 ]
 
 RUNTIMES = ("auto", "docker", "process")
@@ -65,7 +75,12 @@ def select(name: str = "auto", *, image: str | None = None, binary: str | None =
 
 
 def start_registry(
-    spec: RegistrySpec, runtime: str = "auto", *, image: str | None = None, binary: str | None = None
+    spec: RegistrySpec,
+    runtime: str = "auto",
+    *,
+    image: str | None = None,
+    binary: str | None = None,
+    create_bucket: bool = False,
 ) -> tuple[InstanceRow, str]:
     """Start `spec` with the runtime called `runtime`, unless a registry jindr runs is already running
     there; the row (measured) and a line for the user ("" when there is nothing to say).
@@ -77,6 +92,8 @@ def start_registry(
     if found is not None and found[1].status == "running":
         return measured([found[1]])[0], f"a registry is already running at {spec.registry}; nothing changed"
     chosen = select(runtime, image=image, binary=binary)
+    notes = _storage_notes(spec, create_bucket)
+    notes += _users_of_replicas(spec)
     try:
         row = chosen.start(spec)
     except ImageUnavailable as exc:
@@ -84,8 +101,76 @@ def start_registry(
         if runtime != "auto" or not found_binary:
             raise
         row = ProcessRuntime(binary).start(spec)
-        return measured([row])[0], _fell_back(exc, found_binary)
-    return measured([row])[0], ""
+        notes.append(_fell_back(exc, found_binary))
+    notes += _listen_notes(spec)
+    return measured([row])[0], "\n".join(notes)
+
+
+def _users_of_replicas(spec: RegistrySpec) -> list[str]:
+    """A registry started with --users on a storage other registries jindr runs already serve with
+    users gets their users (replicas behind one address must accept the same logins)."""
+    from .base import team_dir, write_private
+
+    mine = team_dir(spec.registry, create=False) / "htpasswd"
+    if not spec.users or mine.exists():
+        return []
+    for other in _same_storage(spec):
+        theirs = team_dir(other, create=False) / "htpasswd"
+        if theirs.exists():
+            write_private(mine, theirs.read_text())
+            return [f"users copied from {other}, which serves the same storage (`user add` changes both)"]
+    return []
+
+
+def _same_storage(spec: RegistrySpec) -> list[str]:
+    """The other registries jindr runs (running or paused) on `spec`'s storage."""
+    mine = spec.storage_key()
+    found = []
+    for runtime in _candidates():
+        for row in runtime.instances():
+            other = runtime.spec_of(row.registry)
+            if row.registry != spec.registry and other is not None and other.storage_key() == mine:
+                found.append(row.registry)
+    return found
+
+
+def users_files(registry: str) -> list[tuple[str, Path]]:
+    """(registry, htpasswd file) pairs `user add/remove` edit: the registry's own first, then those of
+    its replicas started with --users (a login must work whichever replica a load balancer picks)."""
+    from .base import team_dir
+
+    files = [(registry, users_file(registry))]
+    for other in replicas(registry)[1:]:
+        found = find_managed(other)
+        spec = found[0].spec_of(other) if found is not None else None
+        if spec is not None and spec.users:
+            files.append((other, team_dir(other) / "htpasswd"))
+    return files
+
+
+def _storage_notes(spec: RegistrySpec, create_bucket: bool) -> list[str]:
+    """Check (or create, when asked) the bucket before anything starts; what to tell the user."""
+    if spec.bucket is None:
+        return []
+    import os
+
+    from .s3 import registry_environment, resolve_credentials
+
+    resolve_credentials(spec.bucket.profile)  # "no AWS credentials found", before any request
+    notes = registry_environment(os.environ)[1]
+    if check_bucket(spec, create=create_bucket):
+        notes.insert(0, f"created bucket {spec.bucket.location.bucket}")
+    return notes
+
+
+def _listen_notes(spec: RegistrySpec) -> list[str]:
+    """A registry bound to one address off loopback is not at localhost: say how to reach it."""
+    from .base import dial_host
+
+    host = dial_host(spec.listen)
+    if host == "127.0.0.1":
+        return []
+    return [f"listening on {host}:{spec.port} only: use -r {host}:{spec.port} (--listen 0.0.0.0 serves localhost too)"]
 
 
 def _fell_back(exc: ImageUnavailable, binary: str) -> str:
@@ -136,29 +221,250 @@ def running(registry: str) -> Runtime | None:
 
 
 def managed_storage(registry: str) -> Path | None:
-    """The storage directory of the registry jindr runs (running or not) at `registry`, else None."""
+    """The storage directory of the registry jindr runs (running or not) at `registry`, else None
+    (None too for one on object storage: see `managed_bucket`)."""
     found = find_managed(registry)
     spec = found[0].spec_of(registry) if found is not None else None
-    return spec.storage if spec is not None else None
+    return spec.storage if spec is not None and spec.bucket is None else None
 
 
 def managed_bucket(registry: str) -> BucketStorage | None:
     """The object storage of the registry jindr runs (running or not) at `registry`, or None when it
-    runs none there or keeps its storage on the filesystem."""
-    return None  # wired by `start --storage s3://...` (issue 15)
+    runs none there or keeps its storage on the filesystem.
+
+    Cheap on purpose (listings ask it first): jindr's own records, no engine asked, so a Docker
+    engine that stopped answering cannot turn a listing's "unreachable" into an engine error.
+    """
+    from .base import from_serving
+
+    serving = _recorded_serving(registry)
+    if serving is None:
+        return None
+    bucket = from_serving(serving).get("bucket")
+    return bucket if isinstance(bucket, BucketStorage) else None
+
+
+def _recorded_serving(registry: str) -> dict | None:
+    """What jindr's records say the registry at `registry` serves with (`RegistrySpec.serving`):
+    the process runtime's state file, else the docker runtime's record; None when neither has one,
+    or when `registry` names another host (a loopback name, its --listen address or a --hostname
+    are its own; `myhost:5000` elsewhere is not the registry jindr runs on port 5000)."""
+    import ipaddress
+    import json
+
+    from .base import port_of
+
+    try:
+        port = port_of(registry)
+    except ValueError:
+        return None
+    host = registry.rsplit(":", 1)[0].strip("[]") if not registry.endswith("]") else registry.strip("[]")
+    for path in (state_dir() / "process" / str(port) / "state.json", state_dir() / "docker" / f"{port}.json"):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        serving = record.get("serving") if isinstance(record, dict) else None
+        if not isinstance(serving, dict):
+            continue
+        names = {"localhost", str(serving.get("listen", "")), *(str(h) for h in serving.get("hostnames") or ())}
+        try:
+            ours = host in names or ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            ours = host in names
+        return serving if ours else None
+    return None
 
 
 def replicas(registry: str) -> list[str]:
     """Every registry jindr runs on the same storage as `registry` (itself first), running or paused:
-    gc and rmr put them all read-only while they work."""
-    return [registry] if find_managed(registry) is not None else []
+    gc and rmr put them all read-only while they work. Same storage: the same bucket, prefix and
+    endpoint, or the same directory."""
+    found = find_managed(registry)
+    spec = found[0].spec_of(registry) if found is not None else None
+    if spec is None:
+        return []
+    mine = spec.storage_key()
+    same = [registry]
+    for runtime in _candidates():
+        for row in runtime.instances():
+            if row.registry == spec.registry or row.registry in same:
+                continue
+            other = runtime.spec_of(row.registry)
+            if other is not None and other.storage_key() == mine:
+                same.append(row.registry)
+    return same
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """How jindr's own client speaks to a registry it runs: HTTPS trusting `ca` (None: the system's
+    CAs, a certificate of the user's own), and whether users must log in."""
+
+    tls: bool
+    ca: str | None
+    users: bool
+
+    def login(self) -> Credentials | None:
+        """JINDR_USERNAME with the password in the variable JINDR_PASSWORD_ENV names, when users are
+        on; None (Docker's config is then read on the first 401) when JINDR_USERNAME is not set."""
+        import os
+
+        from ..client import Credentials
+        from ..errors import InvalidReference
+
+        username = os.environ.get("JINDR_USERNAME", "")
+        if not self.users or not username:
+            return None
+        variable = os.environ.get("JINDR_PASSWORD_ENV", "")
+        password = os.environ.get(variable, "") if variable else ""
+        if not password:
+            raise InvalidReference(
+                "JINDR_USERNAME is set but no password: set JINDR_PASSWORD_ENV to the name of a variable holding it"
+                + (f" (${variable} is empty or not set)" if variable else "")
+            )
+        return Credentials(username, password)
+
+
+def client_settings(registry: str) -> ClientSettings | None:
+    """The TLS and users of the registry jindr runs at `registry` (None when it runs none there, or
+    one on plain HTTP without users). Cheap: jindr's own records, no engine asked."""
+    serving = _recorded_serving(registry)
+    if serving is None or not (serving.get("tls") or serving.get("users")):
+        return None
+    ca = _ca_of(registry, serving) if serving.get("tls") else None
+    return ClientSettings(bool(serving.get("tls")), ca, bool(serving.get("users")))
+
+
+def _ca_of(registry: str, serving: dict) -> str | None:
+    """The CA file clients trust for a TLS registry jindr runs: its local CA, or a self-signed pair itself."""
+    from .base import team_dir
+
+    if not serving.get("tls_cert"):
+        return str(team_dir(registry, create=False) / "tls" / "ca.crt")
+    from ..errors import JindrError
+    from .tls import user_pair
+
+    try:
+        files = user_pair(Path(str(serving["tls_cert"])), Path(str(serving.get("tls_key", ""))), [])
+    except JindrError:
+        return None  # a pair that went bad since it started: the system's CAs decide
+    return str(files.ca) if files.ca is not None else None
+
+
+def users_file(registry: str) -> Path:
+    """The htpasswd file of the registry jindr runs at `registry` with `--users` (the registry
+    reads it again when it changes: `user add` and `user remove` take effect at once)."""
+    from .base import team_dir
+
+    spec = _managed_spec(registry)
+    if not spec.users:
+        raise RuntimeFailure(
+            f"the registry at {registry} was started without --users: stop it (`stop -G`) and start it again "
+            "with --users, then add users"
+        )
+    return team_dir(registry) / "htpasswd"
+
+
+def _managed_spec(registry: str) -> RegistrySpec:
+    found = find_managed(registry)
+    spec = found[0].spec_of(registry) if found is not None else None
+    if spec is None:
+        raise RuntimeFailure(f"no registry that jindr runs at {registry}; start one with `start`")
+    return spec
+
+
+def trust_rows(registry: str, *, install: tuple[Path, Path] | None = None) -> list[TrustRow]:
+    """What each client needs to trust the TLS registry jindr runs at `registry`: a bundle for
+    SSL_CERT_FILE, a --cert-dir for Podman and skopeo (both under jindr's state directory), and
+    Docker's and containers' certs.d entries, written there when `install` gives their roots."""
+    from .base import serving_files, team_dir
+    from .tls import ca_bundle, cert_dir, fingerprint, install_ca
+
+    spec = _managed_spec(registry)
+    if not spec.tls:
+        raise RuntimeFailure(f"the registry at {registry} serves plain HTTP: start it with --tls to serve HTTPS")
+    files = serving_files(spec).tls
+    assert files is not None
+    if files.ca is None:
+        raise RuntimeFailure(
+            f"the registry at {registry} serves a certificate from a CA of your own: clients trust that CA already"
+        )
+    ca_print = fingerprint(files.ca)
+    where = team_dir(registry) / "trust"
+    bundle = ca_bundle(files, _made(where) / "bundle.pem")
+    rows = [
+        TrustRow(registry, "jindr, Python, curl", f"SSL_CERT_FILE={bundle}", str(bundle), False, ca_print),
+        TrustRow(
+            registry,
+            "podman, skopeo",
+            f"--cert-dir {cert_dir(files, where / 'certs')}",
+            str(where / "certs"),
+            False,
+            ca_print,
+        ),
+    ]
+    for name in _served_names(spec):
+        for client, root in (
+            ("docker", install[0] if install else DOCKER_CERTS_D),
+            ("podman, skopeo", install[1] if install else CONTAINERS_CERTS_D),
+        ):
+            target = install_ca(files, name, root=root) if install else root / name / "ca.crt"
+            rows.append(TrustRow(name, client, f"certs.d: {target}", str(target), install is not None, ca_print))
+    return rows
+
+
+DOCKER_CERTS_D = Path("/etc/docker/certs.d")
+CONTAINERS_CERTS_D = Path("/etc/containers/certs.d")
+
+
+def _made(directory: Path) -> Path:
+    from .base import private_dirs
+
+    private_dirs(directory)
+    return directory
+
+
+def _served_names(spec: RegistrySpec) -> list[str]:
+    """The HOST:PORT names clients may use for `spec`: its own, then its --listen address and hostnames."""
+    from .base import dial_host
+
+    names = [spec.registry]
+    listen = dial_host(spec.listen)
+    for host in ([listen] if listen != "127.0.0.1" else []) + [h for h in spec.hostnames]:
+        bracketed = f"[{host}]" if ":" in host and not host.startswith("[") else host
+        name = f"{bracketed}:{spec.port}"
+        if name not in names:
+            names.append(name)
+    return names
 
 
 def measured(rows: list[InstanceRow]) -> list[InstanceRow]:
-    """`rows` with `size` filled in: bytes on disk under each one's storage directory."""
+    """`rows` with `size` filled in: bytes on disk under each one's storage directory, or the bytes
+    a bucket holds under the registry's prefix (one paginated listing; 0 when it cannot be read)."""
     for row in rows:
-        row.size = dir_size(Path(row.storage)) if row.storage else 0
+        if row.storage.startswith("s3://"):
+            row.size = _bucket_size(row.registry)
+        else:
+            row.size = dir_size(Path(row.storage)) if row.storage else 0
     return rows
+
+
+def _bucket_size(registry: str) -> int:
+    bucket = managed_bucket(registry)
+    if bucket is None:
+        return 0
+    try:
+        client = bucket.client()
+        total = 0
+        pages = client.get_paginator("list_objects_v2").paginate(
+            Bucket=bucket.location.bucket, Prefix=bucket.location.root
+        )
+        for page in pages:
+            total += sum(int(item.get("Size", 0)) for item in page.get("Contents", []))
+        return total
+    except Exception:  # noqa: BLE001 - a size is not worth an error: the bucket may be unreachable now
+        return 0
 
 
 def deletes_tags(registry: str) -> bool:
@@ -202,7 +508,7 @@ def find_managed(registry: str) -> tuple[Runtime, InstanceRow] | None:
                     runtime=runtime.name,
                     name="",
                     status="stopped",
-                    storage=str(spec.storage) if spec else "",
+                    storage=spec.shown_storage if spec else "",
                     size=0,
                     image="",
                     version="",
@@ -254,7 +560,7 @@ def local_storage(registry: str) -> str | None:
 
     spec = ProcessRuntime().spec_of(registry)
     if spec is not None and ProcessRuntime().status(registry) is not None:
-        return str(spec.storage) if _readable(spec.storage) else None
+        return str(spec.storage) if spec.bucket is None and _readable(spec.storage) else None
     record = state_dir() / "docker" / f"{port_of(registry)}.json"
     if record.exists():
         from .docker import DockerRuntime, engine_answers
@@ -263,7 +569,7 @@ def local_storage(registry: str) -> str | None:
             runtime = DockerRuntime()
             if runtime.status(registry) is not None:
                 spec = runtime.spec_of(registry)
-                if spec is not None and _readable(Path(spec.storage)):
+                if spec is not None and spec.bucket is None and _readable(Path(spec.storage)):
                     return str(spec.storage)
     return None
 

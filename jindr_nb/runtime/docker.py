@@ -21,12 +21,19 @@ from ..models import InstanceRow
 from ..refs import is_loopback
 from .base import (
     RegistrySpec,
+    Serving,
+    bind_address,
+    check_bucket,
+    dial_host,
+    from_serving,
     make_storage,
     port_holder,
     port_of,
     proxy_credentials,
     registry_config,
+    serving_files,
     state_dir,
+    team_dir,
     wait_port_free,
     wait_ready,
     write_private,
@@ -41,11 +48,17 @@ PULL_MEMORY_S = 3600.0
 LABEL_REGISTRY = "jindr_nb.registry"
 LABEL_STORAGE = "jindr_nb.storage"
 LABEL_UPSTREAM = "jindr_nb.upstream"
+#: How it serves besides storage (RegistrySpec.serving: bucket, TLS, users, listen; no secret).
+LABEL_SERVING = "jindr_nb.serving"
 CONTAINER_ROOT = "/var/lib/registry"
 CONTAINER_PORT = 5000
 # A proxy's password reaches the registry in a config file mounted read-only here, never in the
 # container's environment, which `docker inspect` shows to anyone who can reach the engine.
 SECRET_CONFIG = "/etc/jindr/config.yml"
+#: jindr's TLS files and htpasswd for the registry (team_dir), mounted read-only as a directory so
+#: that an htpasswd replaced by `user add` is seen at once (a file mount would keep the old inode).
+TEAM_MOUNT = "/etc/jindr/team"
+USER_CERT, USER_KEY = "/etc/jindr/tls/cert.pem", "/etc/jindr/tls/key.pem"
 # An image reference as Docker spells it: no spaces, quotes or shell characters reach the engine.
 _IMAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@+-]{0,254}")
 
@@ -102,26 +115,44 @@ class DockerRuntime:
                 f"port {spec.port} is already in use{' by ' + holder if holder else ''}; "
                 "choose another with -r localhost:PORT"
             )
-        make_storage(spec.storage)
+        team = _team(spec)
+        if team:
+            if spec.bucket is not None:
+                check_bucket(spec)
+            else:
+                make_storage(spec.storage)
+            serving = serving_files(spec)
+        else:
+            make_storage(spec.storage)
+            serving = Serving()
         self._ensure_image(progress)
-        host_network = bool(spec.proxy_url) and _loopback_url(spec.proxy_url)
+        host_network = _host_network(spec)
         env = {
             "REGISTRY_STORAGE_DELETE_ENABLED": "true",
             "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY": CONTAINER_ROOT,
-            "REGISTRY_HTTP_ADDR": f"127.0.0.1:{spec.port}" if host_network else f"0.0.0.0:{CONTAINER_PORT}",
+            "REGISTRY_HTTP_ADDR": bind_address(spec.listen, spec.port) if host_network else f"0.0.0.0:{CONTAINER_PORT}",
             "REGISTRY_LOG_ACCESSLOG_DISABLED": "true",
             "OTEL_TRACES_EXPORTER": "none",
         }
-        volumes = {str(spec.storage): {"bind": CONTAINER_ROOT, "mode": "rw"}}
+        volumes = {str(spec.storage): {"bind": CONTAINER_ROOT, "mode": "rw"}} if spec.bucket is None else {}
         command: list[str] | None = None
         if spec.proxy_url:
             env["REGISTRY_PROXY_REMOTEURL"] = spec.proxy_url
-            if spec.proxy_username:
-                secret = _secret_path(spec.registry)
-                write_private(secret, registry_config(spec, env["REGISTRY_HTTP_ADDR"], CONTAINER_ROOT))
-                volumes[str(secret)] = {"bind": SECRET_CONFIG, "mode": "ro"}
-                command = ["serve", SECRET_CONFIG]  # both image kinds: entrypoint `registry` + this
-        labels = {LABEL_REGISTRY: spec.registry, LABEL_STORAGE: str(spec.storage), LABEL_UPSTREAM: spec.proxy_url}
+        if team or spec.proxy_username:
+            # The whole config in a 0600 file mounted read-only: S3 keys and a proxy's password
+            # never reach the container's environment, which `docker inspect` shows.
+            env = {k: v for k, v in env.items() if not k.startswith("REGISTRY_")}
+            secret = _secret_path(spec.registry)
+            write_private(secret, self._config_text(spec, serving, env_addr=_addr(spec, host_network)))
+            volumes[str(secret)] = {"bind": SECRET_CONFIG, "mode": "ro"}
+            volumes.update(_serving_mounts(spec))
+            command = ["serve", SECRET_CONFIG]  # both image kinds: entrypoint `registry` + this
+        labels = {
+            LABEL_REGISTRY: spec.registry,
+            LABEL_STORAGE: str(spec.storage),
+            LABEL_UPSTREAM: spec.proxy_url,
+            LABEL_SERVING: json.dumps(spec.serving(), sort_keys=True),
+        }
         kwargs: dict[str, Any] = {
             "name": spec.name,
             "detach": True,
@@ -133,10 +164,10 @@ class DockerRuntime:
         if command is not None:
             kwargs["command"] = command
         if host_network:
-            # A loopback upstream is only reachable from the host's network namespace.
+            # A loopback upstream or S3 endpoint is only reachable from the host's network namespace.
             kwargs["network_mode"] = "host"
         else:
-            kwargs["ports"] = {f"{CONTAINER_PORT}/tcp": ("127.0.0.1", spec.port)}
+            kwargs["ports"] = {f"{CONTAINER_PORT}/tcp": (spec.listen, spec.port)}
         try:
             container = self.client.containers.run(self.image, **kwargs)
         except APIError as exc:
@@ -160,7 +191,7 @@ class DockerRuntime:
                 return ""
 
         try:
-            wait_ready(spec.registry, 30, alive, logs)
+            wait_ready(spec.registry, 30, alive, logs, tls=serving.context(), host=dial_host(spec.listen))
         except RuntimeFailure:
             try:
                 container.remove(force=True)
@@ -168,8 +199,26 @@ class DockerRuntime:
                 pass
             raise
         container.reload()
-        _record(spec.registry, container.name, str(spec.storage), self.image)
+        _record(spec.registry, container.name, spec.shown_storage, self.image, spec.serving())
         return self._row(container)
+
+    def _config_text(self, spec: RegistrySpec, serving: Serving, *, env_addr: str, image: str = "") -> str:
+        """The registry's whole config as the container sees it (paths inside its mounts); `image`
+        (default: this runtime's) tells the registry's version, which the S3 section depends on."""
+        return registry_config(
+            spec,
+            env_addr,
+            CONTAINER_ROOT,
+            serving=serving,
+            inside=lambda path: _inside(spec, path),
+            version=self._image_version(image or self.image),
+        )
+
+    def _image_version(self, image: str) -> str:
+        try:
+            return str((self.client.images.get(image).labels or {}).get("org.opencontainers.image.version", ""))
+        except Exception:  # noqa: BLE001 - unknown: the S3 section then assumes a current registry
+            return ""
 
     def stop(self, registry: str) -> InstanceRow | None:
         from docker.errors import DockerException
@@ -215,6 +264,10 @@ class DockerRuntime:
         username, password = env.get("REGISTRY_PROXY_USERNAME", ""), env.get("REGISTRY_PROXY_PASSWORD", "")
         if SECRET_CONFIG in (config.get("Cmd") or []):
             username, password = proxy_credentials(_secret_path(registry))
+        try:
+            serving = from_serving(json.loads(labels.get(LABEL_SERVING) or "{}"))
+        except ValueError:
+            serving = {}
         return RegistrySpec(
             registry,
             Path(labels[LABEL_STORAGE]),
@@ -222,6 +275,7 @@ class DockerRuntime:
             labels.get(LABEL_UPSTREAM, ""),
             username,
             password,
+            **serving,
         )
 
     def garbage_collect(self, registry: str, *, dry_run: bool) -> str:
@@ -233,21 +287,35 @@ class DockerRuntime:
         if spec is None or container is None:
             raise RuntimeFailure(f"no docker registry for {registry}")
         image = container.attrs.get("Config", {}).get("Image") or self.image
-        config_path = self._config_path(image)
-        command = ["garbage-collect", config_path] + (["--dry-run"] if dry_run else [])
         env = {
             "REGISTRY_STORAGE_DELETE_ENABLED": "true",
             "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY": CONTAINER_ROOT,
             "OTEL_TRACES_EXPORTER": "none",
         }
+        volumes = {str(spec.storage): {"bind": CONTAINER_ROOT, "mode": "rw"}} if spec.bucket is None else {}
+        network = "none"
+        if _team(spec):
+            # The registry's own config (S3 keys asked of boto3 afresh); the bucket must be reachable.
+            secret = _secret_path(registry)
+            text = self._config_text(spec, serving_files(spec), env_addr=_addr(spec, False), image=image)
+            write_private(secret, text)
+            volumes[str(secret)] = {"bind": SECRET_CONFIG, "mode": "ro"}
+            volumes.update(_serving_mounts(spec))
+            env = {"OTEL_TRACES_EXPORTER": "none"}
+            config_path = SECRET_CONFIG
+            if spec.bucket is not None:
+                network = "host" if _host_network(spec) else "bridge"
+        else:
+            config_path = self._config_path(image)
+        command = ["garbage-collect", config_path] + (["--dry-run"] if dry_run else [])
         try:
             out = self.client.containers.run(
                 image,
                 command,
                 remove=True,
                 environment=env,
-                network_mode="none",
-                volumes={str(spec.storage): {"bind": CONTAINER_ROOT, "mode": "rw"}},
+                network_mode=network,
+                volumes=volumes,
                 stdout=True,
                 stderr=True,
             )
@@ -265,15 +333,28 @@ class DockerRuntime:
         container = self._container(registry)
         if container is None:
             raise RuntimeFailure(f"the container for {registry} disappeared during maintenance")
-        container.start()
         spec = self.spec_of(registry)
         assert spec is not None
+        serving = serving_files(spec) if _team(spec) else Serving()
+        if _team(spec):
+            # Written again before it starts: S3 credentials rotated since are the ones it gets.
+            image = container.attrs.get("Config", {}).get("Image") or self.image
+            text = self._config_text(spec, serving, env_addr=_addr(spec, _host_network(spec)), image=image)
+            write_private(_secret_path(registry), text)
+        container.start()
 
         def alive() -> bool:
             container.reload()
             return container.status in ("created", "running")
 
-        wait_ready(registry, 30, alive, lambda: container.logs(tail=5).decode(errors="replace"))
+        wait_ready(
+            registry,
+            30,
+            alive,
+            lambda: container.logs(tail=5).decode(errors="replace"),
+            tls=serving.context(),
+            host=dial_host(spec.listen),
+        )
         container.reload()
         return self._row(container)
 
@@ -341,6 +422,11 @@ class DockerRuntime:
     def _row(self, container: Any) -> InstanceRow:
         labels = container.labels or {}
         storage = labels.get(LABEL_STORAGE, "")
+        try:
+            bucket = (json.loads(labels.get(LABEL_SERVING) or "{}").get("bucket") or {}).get("url")
+        except (ValueError, AttributeError):
+            bucket = None
+        storage = str(bucket) if bucket else storage
         image = container.attrs.get("Config", {}).get("Image", "")
         upstream = labels.get(LABEL_UPSTREAM, "")
         return InstanceRow(
@@ -430,7 +516,46 @@ def _no_engine(exc: BaseException) -> str:
     )
 
 
-def _record(registry: str, container: str | None, storage: str = "", image: str = "") -> None:
+def _team(spec: RegistrySpec) -> bool:
+    """True when `spec` needs the whole config file: S3, TLS, users or another bind address."""
+    return spec.bucket is not None or spec.tls or spec.users or spec.listen != "127.0.0.1"
+
+
+def _host_network(spec: RegistrySpec) -> bool:
+    """The host's network namespace for a loopback upstream or S3 endpoint (moto, MinIO on this
+    machine): nothing else reaches them from a container. Published ports otherwise."""
+    loopback_proxy = bool(spec.proxy_url) and _loopback_url(spec.proxy_url)
+    loopback_s3 = spec.bucket is not None and bool(spec.bucket.endpoint) and _loopback_url(spec.bucket.endpoint)
+    return loopback_proxy or loopback_s3
+
+
+def _addr(spec: RegistrySpec, host_network: bool) -> str:
+    return bind_address(spec.listen, spec.port) if host_network else f"0.0.0.0:{CONTAINER_PORT}"
+
+
+def _serving_mounts(spec: RegistrySpec) -> dict[str, dict[str, str]]:
+    """Read-only mounts of the TLS files and htpasswd the config names (see `_inside`)."""
+    volumes: dict[str, dict[str, str]] = {}
+    if spec.tls or spec.users:
+        volumes[str(team_dir(spec.registry))] = {"bind": TEAM_MOUNT, "mode": "ro"}
+    if spec.tls_cert:
+        volumes[spec.tls_cert] = {"bind": USER_CERT, "mode": "ro"}
+        volumes[spec.tls_key] = {"bind": USER_KEY, "mode": "ro"}
+    return volumes
+
+
+def _inside(spec: RegistrySpec, path: Path) -> str:
+    """Where the container sees a host path of the registry's serving files."""
+    if spec.tls_cert and str(path) == spec.tls_cert:
+        return USER_CERT
+    if spec.tls_key and str(path) == spec.tls_key:
+        return USER_KEY
+    return f"{TEAM_MOUNT}/{Path(path).relative_to(team_dir(spec.registry, create=False))}"
+
+
+def _record(
+    registry: str, container: str | None, storage: str = "", image: str = "", serving: dict | None = None
+) -> None:
     """jindr's own note that it runs a container for `registry` (lets listing skip the engine otherwise).
 
     It also names the engine, storage and image, so that `status` and `info` can still say what
@@ -452,6 +577,7 @@ def _record(registry: str, container: str | None, storage: str = "", image: str 
         "docker_host": os.environ.get("DOCKER_HOST", ""),
         "storage": storage,
         "image": image,
+        "serving": serving or {},
     }
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:

@@ -15,12 +15,17 @@ from ..errors import RuntimeFailure
 from ..models import InstanceRow
 from .base import (
     RegistrySpec,
+    bind_address,
+    check_bucket,
+    dial_host,
+    from_serving,
     make_storage,
     port_holder,
     port_of,
     private_dirs,
     proxy_credentials,
     registry_config,
+    serving_files,
     state_dir,
     wait_port_free,
     wait_ready,
@@ -99,22 +104,28 @@ class ProcessRuntime:
                 f"port {spec.port} is already in use{' by ' + holder if holder else ''}; "
                 f"choose another with -r localhost:PORT"
             )
-        make_storage(spec.storage)
+        version = binary_version(binary)
+        if spec.bucket is None:
+            make_storage(spec.storage)
+        else:
+            check_bucket(spec)
+        serving = serving_files(spec)
         workdir = self._dir(spec.registry)
         private_dirs(workdir)
         config = workdir / "config.yml"
-        write_private(config, registry_config(spec, f"127.0.0.1:{spec.port}", str(spec.storage)))
+        listen = bind_address(spec.listen, spec.port)
+        write_private(config, registry_config(spec, listen, str(spec.storage), serving=serving, version=version))
         log_path = workdir / "registry.log"
-        env = {**os.environ, "OTEL_TRACES_EXPORTER": "none"}
-        if spec.proxy_password:
-            # The registry reads the password from its 0600 config; the variable it came from
-            # (--proxy-password-env) is not passed on, so it is in no process's environment.
-            env = {k: v for k, v in env.items() if v != spec.proxy_password}
-        for key in [k for k in env if k.startswith("REGISTRY_")]:
-            del env[key]  # our config is the whole truth: no stray REGISTRY_* overrides
-        pid = _spawn([binary, "serve", str(config)], env, log_path)
+        pid = _spawn([binary, "serve", str(config)], _environment(spec), log_path)
         try:
-            wait_ready(spec.registry, 15, lambda: _alive(pid), lambda: _tail(log_path))
+            wait_ready(
+                spec.registry,
+                15,
+                lambda: _alive(pid),
+                lambda: _tail(log_path),
+                tls=serving.context(),
+                host=dial_host(spec.listen),
+            )
         except RuntimeFailure:
             _terminate(pid)
             raise
@@ -123,8 +134,9 @@ class ProcessRuntime:
             "pid": pid,
             "start_ticks": _start_ticks(pid),
             "binary": binary,
-            "version": binary_version(binary),
+            "version": version,
             "storage": str(spec.storage),
+            "serving": spec.serving(),
             "name": spec.name,
             "proxy_url": spec.proxy_url,
             "proxy_username": spec.proxy_username,
@@ -145,6 +157,8 @@ class ProcessRuntime:
             _terminate(state["pid"])
             row.status = "stopped"
         (self._dir(registry) / "state.json").unlink(missing_ok=True)
+        if (state.get("serving") or {}).get("bucket"):
+            Path(state["config"]).unlink(missing_ok=True)  # it holds the S3 keys: gone with the registry
         return row
 
     def pause(self, registry: str) -> None:
@@ -188,6 +202,7 @@ class ProcessRuntime:
             state.get("proxy_url", ""),
             state.get("proxy_username", ""),
             _proxy_password(Path(state["config"])),
+            **from_serving(state.get("serving")),
         )
 
     def garbage_collect(self, registry: str, *, dry_run: bool) -> str:
@@ -198,10 +213,14 @@ class ProcessRuntime:
         args = [state["binary"], "garbage-collect", state["config"]]
         if dry_run:
             args.append("--dry-run")
+        spec = self.spec_of(registry)
+        if spec is not None and spec.bucket is not None:
+            # The config holds the credentials the run needs; the S3 config is written again at
+            # each start, so keys that were rotated since are the ones used.
+            write_private(Path(state["config"]), _config_text(spec, state))
+        env = _environment(spec if spec is not None else RegistrySpec(registry, Path(state["storage"])))
         try:
-            done = subprocess.run(
-                args, capture_output=True, text=True, timeout=3600, env={**os.environ, "OTEL_TRACES_EXPORTER": "none"}
-            )
+            done = subprocess.run(args, capture_output=True, text=True, timeout=3600, env=env)
         except (OSError, subprocess.SubprocessError) as exc:
             raise RuntimeFailure(f"garbage-collect failed to run: {exc}") from None
         if done.returncode != 0:
@@ -214,18 +233,43 @@ class ProcessRuntime:
     def _row(self, state: dict) -> InstanceRow:
         pid = int(state.get("pid", 0))
         alive = _is_ours(state)
+        bucket = (state.get("serving") or {}).get("bucket") or {}
         return InstanceRow(
             registry=state["registry"],
             runtime=self.name,
             name=str(pid),
             status="running" if alive else "stopped",
-            storage=state["storage"],
+            storage=str(bucket.get("url") or state["storage"]),
             size=0,  # `runtime.measured` fills it for the commands that show it: walking the storage is not free
             image=state["binary"],
             version=state.get("version", ""),
             mode="proxy" if state.get("proxy_url") else "registry",
             upstream=state.get("proxy_url", ""),
         )
+
+
+#: What the registry gets of jindr's environment: where to find things, the locale and time zone,
+#: proxies (a pull-through cache's upstream) and the CA store. Nothing else: a password a user
+#: exported for `user add --password-env` or JINDR_PASSWORD_ENV, or a cloud key, stays with jindr.
+_PASSED = frozenset({"PATH", "HOME", "TMPDIR", "TZ", "LANG", "SSL_CERT_FILE", "SSL_CERT_DIR"})
+_PASSED_PROXY = frozenset({"http_proxy", "https_proxy", "no_proxy", "all_proxy"})
+
+
+def _environment(spec: RegistrySpec) -> dict[str, str]:
+    """The registry's environment: the few variables it reads (`_PASSED`, LC_*, proxies), none of
+    REGISTRY_* (the config is the whole truth), and never the proxy password or an AWS_* variable."""
+    env = {k: v for k, v in os.environ.items() if k in _PASSED or k.startswith("LC_") or k.lower() in _PASSED_PROXY}
+    env["OTEL_TRACES_EXPORTER"] = "none"
+    if spec.proxy_password:
+        env = {k: v for k, v in env.items() if v != spec.proxy_password}
+    return env
+
+
+def _config_text(spec: RegistrySpec, state: dict) -> str:
+    """The config of a recorded registry, written again (S3 credentials asked of boto3 afresh)."""
+    serving = serving_files(spec)
+    listen = bind_address(spec.listen, spec.port)
+    return registry_config(spec, listen, str(spec.storage), serving=serving, version=str(state.get("version", "")))
 
 
 def _why(done: subprocess.CompletedProcess[str]) -> str:

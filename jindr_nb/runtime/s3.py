@@ -21,6 +21,7 @@ __all__ = [
     "BucketStorage",
     "S3Credentials",
     "S3Location",
+    "bucket_storage",
     "ensure_bucket",
     "parse_s3_url",
     "registry_environment",
@@ -96,6 +97,13 @@ class BucketStorage:
             endpoint_url=_endpoint(self.endpoint) if self.endpoint else None,
             config=config,
         )
+
+
+def bucket_storage(url: str, *, endpoint: str = "", region: str = "", profile: str = "") -> BucketStorage:
+    """`start --storage s3://...` with its flags checked, and the region resolved now (it is recorded)."""
+    location = parse_s3_url(url)
+    endpoint = _endpoint(endpoint) if endpoint else ""
+    return BucketStorage(location, resolve_region(region, profile), endpoint, profile)
 
 
 def parse_s3_url(text: str) -> S3Location:

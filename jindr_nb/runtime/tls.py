@@ -34,6 +34,7 @@ __all__ = [
     "TLSFiles",
     "ca_bundle",
     "cert_dir",
+    "check_hosts",
     "fingerprint",
     "host_of",
     "http_section",
@@ -88,6 +89,11 @@ def _normal_hosts(hosts: Iterable[str], defaults: bool = True) -> list[str]:
         if host not in out:
             out.append(host)
     return out
+
+
+def check_hosts(hosts: Iterable[str]) -> list[str]:
+    """`--hostname` values checked (DNS names or IP addresses, canonical, once): refused before anything is made."""
+    return _normal_hosts(hosts, defaults=False)
 
 
 def _dns_label(label: str) -> bool:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TextIO
 
 from ..errors import InvalidReference, RuntimeFailure
-from .base import write_private
+from .base import needs, write_private
 
 __all__ = [
     "DEFAULT_ROUNDS",
@@ -68,6 +68,7 @@ def list_users(path: Path) -> list[str]:
 
 def add_user(path: Path, name: str, password: str, *, rounds: int = DEFAULT_ROUNDS) -> bool:
     """Add `name` with a bcrypt hash of `password`, replacing its old entry; True when it replaced one."""
+    needs("bcrypt", "user add")
     import bcrypt
 
     check_name(name)

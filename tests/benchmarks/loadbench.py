@@ -11,6 +11,7 @@ lsi` from storage <= 0.6 s and <= 60 MiB peak RSS, the warm kernel <= 0.2 s.
 from __future__ import annotations
 
 import argparse
+import compileall
 import os
 import statistics
 import sys
@@ -35,6 +36,9 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--tags", type=int, default=5)
     parser.add_argument("--out", default=str(ROOT / "tests" / "benchmarks" / "results-load.md"))
     opts = parser.parse_args(argv)
+    # Bytecode, as `pip install` leaves it (`make bench` does this too): an editable install under
+    # PYTHONDONTWRITEBYTECODE would compile every changed module again at each command's start.
+    compileall.compile_dir(str(ROOT / "jindr_nb"), quiet=1)
     ensure_peer()
     work = Path(tempfile.mkdtemp(prefix="jindr-loadbench-"))
     os.environ["JINDR_STATE_DIR"] = str(work / "state")

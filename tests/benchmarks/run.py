@@ -17,6 +17,7 @@ that, on the OCI registry, for a quick check).
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import re
@@ -441,6 +442,9 @@ def main() -> int:
         "--only", choices=["all", "layers"], default="all", help="layers: only the `layers` measurements (no peer)"
     )
     opts = parser.parse_args()
+    # Bytecode, as `pip install` leaves it (`make bench` does this too): an editable install under
+    # PYTHONDONTWRITEBYTECODE would compile every changed module again at each command's start.
+    compileall.compile_dir(str(ROOT / "jindr_nb"), quiet=1)
     full = opts.only == "all"
     if full:
         ensure_peer()

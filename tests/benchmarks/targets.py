@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-PARTS = ("core", "copy", "load")  # the order of the table: run.py, copybench.py, loadbench.py
+PARTS = ("core", "copy", "load", "s3")  # the order: run.py, copybench.py, loadbench.py, s3bench.py
 
 
 def row(target: str, goal: str, figure: str, ratio: str, met: bool) -> dict:
