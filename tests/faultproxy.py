@@ -78,6 +78,7 @@ class FaultProxy:
         self.upstream = upstream
         self.rules: list[Rule] = []
         self.requests = 0
+        self.heads: list[tuple[str, str, dict[str, str]]] = []  # (method, path, headers) of every request
         self.stopping = threading.Event()
         self._conns: set[socket.socket] = set()
         self._lock = threading.Lock()
@@ -157,6 +158,7 @@ class _Handler(BaseHTTPRequestHandler):
         body = self._request_body()
         with self.proxy._lock:
             self.proxy.requests += 1
+            self.proxy.heads.append((self.command, self.path, dict(self.headers.items())))
         rule = next((r for r in self.proxy.rules if r.claim(self.command, self.path)), None)
         action = rule.action if rule is not None else "pass"
         if action == "drop":

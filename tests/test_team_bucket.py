@@ -12,6 +12,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -699,3 +700,52 @@ def test_rmr_of_a_repository_keeps_the_ones_nested_under_it(
         pulls(f"{address}/a/b/c:v2", tmp_path / "abc2")
     finally:
         jindr("-r", address, "stop", "-G")
+
+
+def test_cp_into_and_out_of_a_registry_on_s3_with_users(
+    moto: str,  # noqa: F811 - fixture
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`cp` into an S3-backed registry with users, and out of it: blob GETs there answer 307 to a
+    presigned URL on the storage host, which jindr follows without the registry's credentials.
+    The storage host is moto behind a recording proxy, so the test reads every request head it got."""
+    from faultproxy import FaultProxy
+
+    from jindr_nb.client import Credentials
+
+    password = "S3ntinel-" + __import__("secrets").token_urlsafe(18)
+    monkeypatch.setenv("TEAM_PW", password)
+    source, sink = start_registry(tmp_path / "source"), start_registry(tmp_path / "sink")
+    team = f"localhost:{free_port()}"
+    with FaultProxy(moto.removeprefix("http://")) as storage:
+        start = ["start", "--runtime", "process", "--storage", "s3://cp-team/reg", "--create-bucket", "--users"]
+        jindr("-r", team, *start, "--s3-endpoint", f"http://{storage.address}")
+        try:
+            assert _cli_ok("-r", team, "user", "add", "ci", "--password-env", "TEAM_PW")
+            monkeypatch.setenv("JINDR_USERNAME", "ci")
+            monkeypatch.setenv("JINDR_PASSWORD_ENV", "TEAM_PW")
+            with RegistryClient(source.address) as client:
+                pushed = ImageFactory(client, seed=31).index("team/app", "v1", layers=2, layer_size=300_000)
+            copied_in = jindr("-r", source.address, "cp", "team/app:v1", team)
+            assert copied_in.rows[0].digest == pushed.digest
+            with RegistryClient(team, credentials=Credentials("ci", password)) as client:
+                assert client.head_manifest("team/app", "v1")[0] == pushed.digest
+            storage.heads.clear()
+            copied_out = jindr("-r", team, "cp", "team/app:v1", sink.address)
+            assert copied_out.rows[0].digest == pushed.digest and copied_out.rows[0].blobs_copied >= 4
+            presigned = [(m, p, h) for m, p, h in storage.heads if "X-Amz-Signature=" in p]
+            assert len([m for m, _, _ in presigned if m == "GET"]) >= 4  # each blob through its 307
+            leaked = [p for _, p, h in presigned if any(k.lower() == "authorization" for k in h)]
+            assert leaked == []  # the registry's Basic credentials never went to the storage host
+            assert not any(password in str(h) for _, _, h in storage.heads)
+        finally:
+            jindr("-r", team, "stop", "-G")
+    pulls(f"{sink.address}/team/app:v1", tmp_path / "out")
+    source.stop()
+    sink.stop()
+
+
+def _cli_ok(*args: str) -> bool:
+    done = subprocess.run([sys.executable, "-m", "jindr_nb", *args], capture_output=True, text=True)
+    return done.returncode == 0
