@@ -365,7 +365,15 @@ def _bucket(args: argparse.Namespace) -> Any:
         )
         if value
     ]
-    if not (args.storage or "").startswith("s3://"):
+    text = args.storage or ""
+    if text[:3].lower() == "s3:" and not text.startswith("s3://"):
+        from .runtime.s3 import redacted
+
+        raise CommandLineError(
+            f"invalid --storage {redacted(text)!r}: a bucket is s3://BUCKET[/PREFIX] (lowercase, two slashes); "
+            "a directory is a path"
+        )
+    if not text.startswith("s3://"):
         if s3_flags:
             raise CommandLineError(f"{s3_flags[0]} is for object storage: add --storage s3://BUCKET[/PREFIX]")
         return None

@@ -227,9 +227,10 @@ def test_tls_with_the_local_ca(tmp_path: Path) -> None:
     address = f"localhost:{port}"
     row = jindr("-r", address, "start", "--runtime", "process", "-d", str(tmp_path / "storage"), "--tls").rows[0]
     assert row.status == "running"
-    ca = _state() / "team" / str(port) / "tls" / "ca.crt"
-    key = ca.with_name("server.key")
+    ca = _state() / "team" / "ca" / "ca.crt"  # one local CA for every registry jindr runs with --tls
+    key = _state() / "team" / str(port) / "tls" / "server.key"
     assert stat.S_IMODE(key.stat().st_mode) == 0o600 and stat.S_IMODE(ca.with_name("ca.key").stat().st_mode) == 0o600
+    assert sorted(p.name for p in key.parent.iterdir()) == ["server.crt", "server.key"]  # no CA key beside them
     # jindr's own client: HTTPS trusting the CA, no flag.
     client = jindr("-r", address, "ls")
     assert client.rows == []
@@ -269,11 +270,11 @@ def test_tls_with_the_local_ca(tmp_path: Path) -> None:
     )
     assert json.loads(curl.stdout) == {"repositories": ["secure/app", "secure/copy"]}, curl.stderr
     # The CA and the certificate are reused across restarts: clients set up once keep trusting.
-    before = (ca.read_bytes(), ca.with_name("server.crt").read_bytes())
+    before = (ca.read_bytes(), key.with_name("server.crt").read_bytes())
     jindr("-r", address, "restart")
     jindr("-r", address, "stop", "-G")
     jindr("-r", address, "start", "--runtime", "process", "-d", str(tmp_path / "storage"), "--tls")
-    assert (ca.read_bytes(), ca.with_name("server.crt").read_bytes()) == before
+    assert (ca.read_bytes(), key.with_name("server.crt").read_bytes()) == before
     assert {r.repository for r in jindr("-r", address, "ls", "--no-local").rows} == {"secure/app", "secure/copy"}
     # `trust` on a plain registry says what to do.
     plain = f"localhost:{free_port()}"
@@ -593,3 +594,41 @@ def test_docker_runtime_on_s3_with_tls_and_users(
     jindr("-r", address, "stop", "-G")
     held = [p for p in _state().rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
     assert held == []
+
+
+def test_registries_with_tls_share_one_local_ca(tmp_path: Path) -> None:
+    """Replicas behind one name must serve certificates a client trusts alike: every registry jindr
+    runs with --tls gets its certificate from the same local CA, so one `trust` covers them all."""
+    first, second = (f"localhost:{free_port()}" for _ in range(2))
+    for address, storage in ((first, "one"), (second, "two")):
+        jindr("-r", address, "start", "--runtime", "process", "-d", str(tmp_path / storage), "--tls")
+    prints = {r.fingerprint for address in (first, second) for r in jindr("-r", address, "trust").rows}
+    assert len(prints) == 1
+    bundle = next(Path(r.path) for r in jindr("-r", first, "trust").rows if r.how.startswith("SSL_CERT_FILE="))
+    context = ssl.create_default_context(cafile=str(bundle))
+    with RegistryClient(second, tls=context) as client:  # the first's trust, the second registry
+        assert client.catalog() == []
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        ["--storage", "s3://AKIAXX:wJalrS3ntinel@bucket/p"],
+        ["--storage", "s3://bkt/p", "--s3-endpoint", "https://AKIAXX:wJalrS3ntinel@minio.local:9000/x"],
+        ["--storage", "s3://bkt/p", "--s3-endpoint", "https://AKIAXX:wJalrS3ntinel@minio.local:9000"],
+        ["--storage", "s3:/team-images/registry"],
+        ["--storage", "S3://team-images/registry"],
+    ],
+)
+def test_a_mistyped_bucket_is_one_line_echoes_no_key_and_starts_nothing(options: list[str], tmp_path: Path) -> None:
+    """A key typed into a URL is not repeated in the error (it would sit in the notebook's output),
+    and `s3:/...` or `S3://...` is not taken for a directory called `s3:`."""
+    address = f"localhost:{free_port()}"
+    done = subprocess.run(
+        [sys.executable, "-m", "jindr_nb", "-r", address, "start", "--runtime", "process", *options],
+        capture_output=True, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode != 0 and done.stdout == ""
+    assert len(done.stderr.strip().splitlines()) == 1 and "S3ntinel" not in done.stderr
+    assert "s3://BUCKET" in done.stderr or "no credentials in the URL" in done.stderr
+    assert list(tmp_path.iterdir()) == [] and not _started_here()

@@ -437,6 +437,54 @@ def test_a_replica_that_cannot_pause_changes_nothing(on_bucket: Callable[[str], 
     assert listing(bucket_api) == before and one.running() and one.gc_runs == 0
 
 
+class EngineErrorOnPause:
+    """A replica whose engine fails with its own error, not jindr's (a `docker` SDK exception, a dropped socket)."""
+
+    name = "engine-error"
+
+    def pause(self, registry: str) -> None:
+        raise ConnectionError("the engine's socket closed")
+
+    def resume(self, registry: str) -> InstanceRow:
+        raise AssertionError("never paused, never resumed")
+
+
+class EngineErrorOnResume:
+    """A replica that pauses, then cannot be started again with an engine error (a port taken meanwhile)."""
+
+    name = "engine-error-on-resume"
+
+    def __init__(self) -> None:
+        self.paused = 0
+
+    def pause(self, registry: str) -> None:
+        self.paused += 1
+
+    def resume(self, registry: str) -> InstanceRow:
+        raise OSError("port is already allocated")
+
+
+def test_an_engine_error_while_pausing_or_resuming_leaves_no_registry_stopped(
+    on_bucket: Callable[[str], S3Registry], bucket_api: Any
+) -> None:
+    """Errors that are not jindr's own (the engine's, the OS's) must not strand the registries
+    already paused: pausing, they all come back and nothing was collected; resuming, every other
+    one still comes back and the line names the one that did not."""
+    one, two, three = on_bucket("a"), on_bucket("b"), on_bucket("c")
+    with RegistryClient(one.registry) as a:
+        fill(a)
+    before = listing(bucket_api)
+    with pytest.raises(ConnectionError):
+        gc.collect(one, one.registry, replicas=[(two, two.registry), (EngineErrorOnPause(), "localhost:1")])  # type: ignore[list-item]
+    assert listing(bucket_api) == before and one.gc_runs == 0
+    assert one.running() and two.running()
+    stuck = EngineErrorOnResume()
+    with pytest.raises(RuntimeFailure) as caught:
+        gc.collect(one, one.registry, replicas=[(stuck, "localhost:2"), (three, three.registry)])  # type: ignore[list-item]
+    assert stuck.paused == 1 and "localhost:2 did not come back (port is already allocated" in str(caught.value)
+    assert one.running() and three.running() and one.gc_runs == 1
+
+
 class RefusingDeletes:
     """boto3's client for moto, except that `delete_objects` deletes only the first `share` of each
     batch and reports the rest as S3's errors (moto cannot fail on demand)."""
@@ -749,3 +797,46 @@ def test_cp_into_and_out_of_a_registry_on_s3_with_users(
 def _cli_ok(*args: str) -> bool:
     done = subprocess.run([sys.executable, "-m", "jindr_nb", *args], capture_output=True, text=True)
     return done.returncode == 0
+
+
+def test_gc_is_refused_while_a_docker_replica_cannot_be_asked(
+    moto: str,  # noqa: F811 - fixture
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A replica jindr started in Docker, on the same bucket, whose engine does not answer now, cannot
+    be made read-only: gc must refuse (one line, nothing changed), not sweep while it takes pushes."""
+    first, in_docker = f"localhost:{free_port()}", f"localhost:{free_port()}"
+    where = ["--storage", "s3://docker-down/reg", "--s3-endpoint", moto, "--create-bucket"]
+    jindr("-r", first, "start", "--runtime", "process", *where)
+    try:
+        serving = json.loads((runtime.state_dir() / "process" / first.split(":")[1] / "state.json").read_text())[
+            "serving"
+        ]
+        record = {
+            "registry": in_docker,
+            "container": "0123abcd",
+            "docker_host": "",
+            "storage": "",
+            "image": "registry:3",
+            "serving": serving,
+        }
+        write_private(runtime.state_dir() / "docker" / f"{in_docker.split(':')[1]}.json", json.dumps(record))
+        monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        with RegistryClient(first) as client:
+            ImageFactory(client, seed=41).single("app", "v1")
+            ImageFactory(client, seed=42).single("app", "v1")  # the first image is now unreachable
+        before = jindr("-r", first, "gc", "--dry-run").rows[0]
+        assert before.blobs_deleted > 0
+        done = subprocess.run(
+            [sys.executable, "-m", "jindr_nb", "-r", first, "gc"], capture_output=True, text=True, env=os.environ
+        )
+        assert done.returncode == 1
+        assert done.stderr.strip() == (
+            f"jindr: jindr runs {in_docker} on the same storage in Docker, which does not answer: it could not be "
+            "made read-only — start Docker (or stop that registry) and try again; nothing changed"
+        )
+        assert jindr("-r", first, "gc", "--dry-run").rows[0] == before  # nothing collected
+        assert jindr("-r", first, "status").rows[0].status == "running"
+    finally:
+        (runtime.state_dir() / "docker" / f"{in_docker.split(':')[1]}.json").unlink(missing_ok=True)
+        jindr("-r", first, "stop", "-G")

@@ -308,6 +308,8 @@ def _replicas_of(registry: str) -> list[tuple[Runtime, str]]:
         managed = find_managed(other)
         if managed is None:
             raise RuntimeFailure(f"replica {other} of {registry} is not found any more; nothing changed — run `info`")
+        if managed[1].status != "running":
+            continue  # stopped (or crashed) before gc: it cannot write, and gc does not start it
         found.append((managed[0], other))
     return found
 
@@ -322,6 +324,11 @@ def _pause_all(registries: Sequence[tuple[Runtime, str]]) -> list[tuple[Runtime,
             problems = _resume_all(paused, quiet=True)
             tail = f"; {problems}" if problems else f"; {len(paused)} already paused resumed"
             raise RuntimeFailure(f"{registry} could not be made read-only ({exc}); nothing changed{tail}") from None
+        except BaseException:
+            # An engine's own error, or an interrupt, in the middle of pausing: the ones already
+            # paused come back before it goes on (nothing was collected).
+            _resume_all(paused, quiet=True)
+            raise
         paused.append((runtime, registry))
     return paused
 
@@ -332,7 +339,7 @@ def _resume_all(paused: Sequence[tuple[Runtime, str]], *, quiet: bool = False) -
     for runtime, registry in paused:
         try:
             runtime.resume(registry)
-        except RuntimeFailure as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever one does, the others still come back
             failed.append(f"{registry} did not come back ({exc}; `restart` it)")
     if failed and not quiet:
         raise RuntimeFailure("; ".join(failed))

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import ImageUnavailable, RuntimeFailure
+from ..errors import ImageUnavailable, JindrError, RuntimeFailure
 from ..models import InstanceRow, TrustRow
 from .base import DEFAULT_STORAGE, RegistrySpec, Runtime, check_bucket, dir_size, state_dir
 from .process import ProcessRuntime, find_binary
@@ -286,14 +286,42 @@ def replicas(registry: str) -> list[str]:
         return []
     mine = spec.storage_key()
     same = [registry]
-    for runtime in _candidates():
+    candidates = _candidates()
+    for runtime in candidates:
         for row in runtime.instances():
             if row.registry == spec.registry or row.registry in same:
                 continue
             other = runtime.spec_of(row.registry)
             if other is not None and other.storage_key() == mine:
                 same.append(row.registry)
+    if not any(r.name == "docker" for r in candidates):
+        unreachable = [r for r in _docker_records_on(mine) if r not in same]
+        if unreachable:
+            raise RuntimeFailure(
+                f"jindr runs {', '.join(unreachable)} on the same storage in Docker, which does not answer: "
+                "it could not be made read-only — start Docker (or stop that registry) and try again; nothing changed"
+            )
     return same
+
+
+def _docker_records_on(key: tuple[str, str]) -> list[str]:
+    """The registries jindr's own Docker records place on the storage `key` (no engine asked)."""
+    import json
+
+    from .base import from_serving
+
+    found = []
+    for path in sorted((state_dir() / "docker").glob("*.json")):
+        try:
+            record = json.loads(path.read_text())
+            spec = RegistrySpec(
+                str(record["registry"]), Path(str(record.get("storage") or "")), **from_serving(record.get("serving"))
+            )
+        except (OSError, ValueError, KeyError, TypeError, JindrError):
+            continue
+        if spec.storage_key() == key:
+            found.append(spec.registry)
+    return found
 
 
 @dataclass(frozen=True)
@@ -338,10 +366,10 @@ def client_settings(registry: str) -> ClientSettings | None:
 
 def _ca_of(registry: str, serving: dict) -> str | None:
     """The CA file clients trust for a TLS registry jindr runs: its local CA, or a self-signed pair itself."""
-    from .base import team_dir
+    from .base import local_ca_dir
 
     if not serving.get("tls_cert"):
-        return str(team_dir(registry, create=False) / "tls" / "ca.crt")
+        return str(local_ca_dir() / "ca.crt")
     from ..errors import JindrError
     from .tls import user_pair
 
@@ -458,7 +486,8 @@ def _bucket_size(registry: str) -> int:
         client = bucket.client()
         total = 0
         pages = client.get_paginator("list_objects_v2").paginate(
-            Bucket=bucket.location.bucket, Prefix=bucket.location.root
+            Bucket=bucket.location.bucket,
+            Prefix=bucket.location.root + "docker/registry/v2/",  # the tree only
         )
         for page in pages:
             total += sum(int(item.get("Size", 0)) for item in page.get("Contents", []))

@@ -256,6 +256,13 @@ def bind_address(listen: str, port: int) -> str:
     return f"[{listen}]:{port}" if ":" in listen else f"{listen}:{port}"
 
 
+def local_ca_dir() -> Path:
+    """Where jindr's local CA lives: one for every registry it runs with --tls on this machine, so
+    replicas behind one name serve certificates clients trust alike, and apart from each registry's
+    own files, so the CA's key is in no registry's container."""
+    return state_dir() / "team" / "ca"
+
+
 def team_dir(registry: str, *, create: bool = True) -> Path:
     """The registry's own state that outlives a stop: its TLS files and users (per port, any runtime).
 
@@ -304,7 +311,7 @@ def serving_files(spec: RegistrySpec) -> Serving:
         if spec.tls_cert:
             files = tls.user_pair(Path(spec.tls_cert), Path(spec.tls_key), hosts)
         else:
-            files = tls.local_ca(team_dir(spec.registry) / "tls", hosts)
+            files = tls.local_ca(team_dir(spec.registry) / "tls", hosts, ca_dir=local_ca_dir())
     htpasswd = None
     if spec.users:
         htpasswd = team_dir(spec.registry) / "htpasswd"

@@ -116,7 +116,11 @@ class ProcessRuntime:
         listen = bind_address(spec.listen, spec.port)
         write_private(config, registry_config(spec, listen, str(spec.storage), serving=serving, version=version))
         log_path = workdir / "registry.log"
-        pid = _spawn([binary, "serve", str(config)], _environment(spec), log_path)
+        try:
+            pid = _spawn([binary, "serve", str(config)], _environment(spec), log_path)
+        except BaseException:
+            config.unlink(missing_ok=True)  # it may hold S3 keys: nothing left behind by a start that failed
+            raise
         try:
             wait_ready(
                 spec.registry,
@@ -126,8 +130,9 @@ class ProcessRuntime:
                 tls=serving.context(),
                 host=dial_host(spec.listen),
             )
-        except RuntimeFailure:
+        except BaseException:
             _terminate(pid)
+            config.unlink(missing_ok=True)
             raise
         state = {
             "registry": spec.registry,

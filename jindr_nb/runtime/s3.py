@@ -108,27 +108,39 @@ def bucket_storage(url: str, *, endpoint: str = "", region: str = "", profile: s
 
 def parse_s3_url(text: str) -> S3Location:
     """`s3://BUCKET[/PREFIX]`, with the bucket checked against S3's naming rules."""
+    shown = redacted(text)  # a key typed into the URL is never echoed back
     if not text.startswith("s3://"):
-        raise InvalidReference(f"invalid --storage {text!r}: expected a directory or s3://BUCKET[/PREFIX]")
+        raise InvalidReference(f"invalid --storage {shown!r}: expected a directory or s3://BUCKET[/PREFIX]")
     parts = urlsplit(text)
     if parts.query or parts.fragment or "@" in parts.netloc or ":" in parts.netloc:
         raise InvalidReference(
-            f"invalid --storage {text!r}: s3://BUCKET[/PREFIX] takes no user, port, '?' or '#' "
+            f"invalid --storage {shown!r}: s3://BUCKET[/PREFIX] takes no user, port, '?' or '#' "
             "(the endpoint goes in --s3-endpoint)"
         )
     bucket = parts.netloc
     problem = _bucket_problem(bucket)
     if problem:
-        raise InvalidReference(f"invalid bucket name {bucket!r} in {text!r}: {problem}")
+        raise InvalidReference(f"invalid bucket name {bucket!r} in {shown!r}: {problem}")
     segments = [s for s in parts.path.split("/") if s]
     if parts.path.strip("/") and len(segments) != len(parts.path.strip("/").split("/")):
-        raise InvalidReference(f"invalid prefix in {text!r}: empty path segment ('//')")
+        raise InvalidReference(f"invalid prefix in {shown!r}: empty path segment ('//')")
     for segment in segments:
         if segment in (".", "..") or any(c.isspace() or not c.isprintable() or c == "\\" for c in segment):
             raise InvalidReference(
-                f"invalid prefix segment {segment!r} in {text!r}: no '.', '..', spaces, '\\' or control characters"
+                f"invalid prefix segment {segment!r} in {shown!r}: no '.', '..', spaces, '\\' or control characters"
             )
     return S3Location(bucket, "/".join(segments))
+
+
+def redacted(url: str) -> str:
+    """`url` as it may be shown: any user and password before the host replaced by `***`."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    netloc, slash, path = rest.partition("/")
+    if "@" in netloc:
+        netloc = "***@" + netloc.rpartition("@")[2]
+    return f"{scheme}://{netloc}{slash}{path}"
 
 
 def _bucket_problem(bucket: str) -> str:
@@ -156,12 +168,12 @@ def _bucket_problem(bucket: str) -> str:
 def _endpoint(endpoint: str) -> str:
     """`--s3-endpoint` checked: http(s)://HOST[:PORT] with nothing after it."""
     parts = urlsplit(endpoint)
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path.strip("/") or parts.query:
-        raise InvalidReference(f"invalid --s3-endpoint {endpoint!r}: expected http(s)://HOST[:PORT]")
-    if parts.username or parts.password:
+    if parts.username or parts.password or "@" in parts.netloc:
         raise InvalidReference(
             "invalid --s3-endpoint: no credentials in the URL; they come from the AWS environment or --aws-profile"
         )
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path.strip("/") or parts.query:
+        raise InvalidReference(f"invalid --s3-endpoint {redacted(endpoint)!r}: expected http(s)://HOST[:PORT]")
     return f"{parts.scheme}://{parts.netloc}"
 
 

@@ -100,19 +100,31 @@ def _dns_label(label: str) -> bool:
     return 0 < len(label) <= 63 and label[0] != "-" and label[-1] != "-" and all(c.isalnum() or c == "-" for c in label)
 
 
-def local_ca(directory: Path, hosts: Iterable[str] = (), *, now: dt.datetime | None = None) -> TLSFiles:
-    """The local CA and a server certificate for DEFAULT_HOSTS + `hosts` under `directory`.
+def local_ca(
+    directory: Path, hosts: Iterable[str] = (), *, ca_dir: Path | None = None, now: dt.datetime | None = None
+) -> TLSFiles:
+    """The local CA (in `ca_dir`, default `directory`) and a server certificate for DEFAULT_HOSTS +
+    `hosts` under `directory`.
 
     The CA is made once and reused; the server certificate is reused while it covers every host
-    asked for, was issued by this CA, and is more than RENEW_BEFORE from its end.
+    asked for, was issued by this CA, and is more than RENEW_BEFORE from its end. A `ca_dir` apart
+    lets every registry share one CA (replicas behind one name, one thing for clients to trust)
+    and keeps its key out of the directory a registry's container sees.
     """
+    import fcntl
+
     from cryptography import x509
     from cryptography.hazmat.primitives import serialization
 
     wanted = _normal_hosts(hosts)
     now = now or dt.datetime.now(dt.UTC)
     private_dirs(directory)
-    ca_cert, ca_key = _load_or_make_ca(directory, now)
+    ca_dir = ca_dir or directory
+    private_dirs(ca_dir)
+    # Two starts at once must not each make a CA (the second would orphan the first's certificate).
+    with open(ca_dir / ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        ca_cert, ca_key = _load_or_make_ca(ca_dir, now)
     cert_path, key_path = directory / "server.crt", directory / "server.key"
     try:
         leaf = x509.load_pem_x509_certificates(cert_path.read_bytes())[0]
@@ -129,7 +141,7 @@ def local_ca(directory: Path, hosts: Iterable[str] = (), *, now: dt.datetime | N
     if not reuse:
         _issue_server(directory, ca_cert, ca_key, wanted, now)
     key_path.chmod(0o600)
-    return TLSFiles(cert_path, key_path, directory / "ca.crt")
+    return TLSFiles(cert_path, key_path, ca_dir / "ca.crt")
 
 
 def _load_or_make_ca(directory: Path, now: dt.datetime) -> tuple[x509.Certificate, Any]:
