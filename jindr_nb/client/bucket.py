@@ -25,8 +25,8 @@ from typing import Any, TypeVar
 
 from ..errors import NotFound, RuntimeFailure
 from ..models import MAX_MANIFEST_BYTES, is_tag, verify_digest
-from .registry import ManifestBytes, RegistryClient
-from .storage import _DIGEST, StorageReader, _inside, _media_type, _repository_ok
+from .registry import RegistryClient
+from .storage import _DIGEST, StorageReader, _inside, _repository_ok
 
 __all__ = ["BucketLayout", "BucketReader"]
 
@@ -503,13 +503,6 @@ class BucketReader(StorageReader):
         self._warm_up(repository)
         digest = self.bucket_layout.tag_digest(repository, tag)
         return digest if digest is not None and self._has_revision(repository, digest) else None
-
-    def get_manifest(self, repository: str, reference: str) -> ManifestBytes:
-        found = self.read_manifest(repository, reference)
-        if found is None:
-            return self.api.get_manifest(repository, reference)
-        digest, raw = found
-        return ManifestBytes(raw, _media_type(raw), digest)
 
     def read_manifest(self, repository: str, reference: str) -> tuple[str, bytes] | None:
         """(digest, verified bytes) of a manifest the repository holds, from the bucket alone; None
