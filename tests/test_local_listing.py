@@ -262,6 +262,56 @@ def test_a_manifest_blob_gone_from_storage_is_not_listed_from_the_cache(
         warm.close()
 
 
+def test_a_stamped_listing_reads_no_manifest_and_still_names_a_child_deleted_since(
+    process_registry: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once its tags are stamped, a listing from storage answers them a repository at a time from
+    the links, the stamps and the summaries, reading no manifest (counted); a child deleted through
+    the API after that (its revision link goes) is still named, in a warm kernel and a fresh CLI;
+    and a tag moved to another image lists the new digest."""
+    from jindr_nb.client import storage as storage_module
+    from jindr_nb.client.storage import StorageLayout
+
+    monkeypatch.setattr(storage_module, "_SETTLED_NS", 0)
+    address = process_registry
+    with RegistryClient(address) as client:
+        index = ImageFactory(client, seed=61).index("stamped/idx", ["v1", "v2"])
+        single = ImageFactory(client, seed=62).single("stamped/app", "v1")
+        other = ImageFactory(client, seed=63).single("stamped/other", "x")
+    reads: list[str] = []
+    original = StorageLayout.read_blob_stamped
+
+    def counted(self: StorageLayout, digest: str, limit: int):  # type: ignore[no-untyped-def]
+        reads.append(digest)
+        return original(self, digest, limit)
+
+    monkeypatch.setattr(StorageLayout, "read_blob_stamped", counted)
+    warm = Session(address)
+    try:
+        for argv in (["lsi", "stamped/idx", "stamped/app"], ["lsi", "-l", "stamped/idx", "stamped/app"]):
+            run(warm, build_parser().parse_args(argv))  # reads and stamps
+            reads.clear()
+            rows = {(r.repository, r.tag): r for r in run(warm, build_parser().parse_args(argv)).rows}
+            assert reads == [], argv  # answered from links, stamps and summaries
+            assert rows[("stamped/idx", "v1")].digest == index.digest and rows[("stamped/idx", "v1")].missing == []
+            assert rows[("stamped/app", "v1")].digest == single.digest
+        child = sorted(index.platforms.items())[0]
+        with RegistryClient(address) as client:
+            client.delete_manifest("stamped/idx", child[1])
+            # moved: the tag's link now names another manifest, pushed to this repository
+            moved = ImageFactory(client, seed=64).single("stamped/app", "v1")
+        assert moved.digest != single.digest and other.digest != moved.digest
+        for session in (warm, None):
+            for argv in (["lsi", "stamped/idx", "stamped/app"], ["lsi", "-l", "stamped/idx", "stamped/app"]):
+                result = run(session, build_parser().parse_args(argv)) if session else jindr("-r", address, *argv)
+                rows = {(r.repository, r.tag): r for r in result.rows}
+                for tag in ("v1", "v2"):
+                    assert rows[("stamped/idx", tag)].missing == [child[0]], (argv, session, rows)
+                assert rows[("stamped/app", "v1")].digest == moved.digest, (argv, session)
+    finally:
+        warm.close()
+
+
 def test_stamps_count_only_for_files_that_have_settled(process_registry: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """A file changed within the last moments gets no stamp (a second write in the same tick of the
     file system's clock could leave every field alike): it is read and verified every time until

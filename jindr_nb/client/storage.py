@@ -19,7 +19,7 @@ import os
 import re
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from ..errors import NotFound
@@ -253,6 +253,36 @@ class StorageReader:
         # Both names checked by the grammar: the path is the layout's `tag_digest` without its checks.
         digest = _read_link(f"{self.layout._repos}/{repository}/_manifests/tags/{tag}/current/link")
         return digest if digest is not None and self._has_revision(repository, digest) else None
+
+    def stored_tags(self, repository: str, tags: Sequence[str]) -> list[tuple[str, Stamp] | None]:
+        """`resolve_tag` and `manifest_stamp` for many tags of one repository, for a listing: per tag,
+        (the digest its link names, the stamp of that manifest's blob file now) when the repository
+        holds the revision whole and the blob is a regular file; None where storage cannot say so
+        at once (ask one by one). The names are checked once per repository, not once per step."""
+        found: list[tuple[str, Stamp] | None] = [None] * len(tags)
+        if not isinstance(self.layout, StorageLayout) or not _repository_ok(repository):
+            return found  # a bucket has no stamps; a name outside the grammar is not looked up
+        base = f"{self.layout._repos}/{repository}/_manifests"
+        blobs = f"{self.layout._blobs}/sha256"
+        seen = self._revisions
+        for i, tag in enumerate(tags):
+            if not is_tag(tag):
+                continue
+            digest = _read_link(f"{base}/tags/{tag}/current/link")  # only a sha256 digest, or None
+            if digest is None:
+                continue
+            hexpart = digest[7:]
+            if (repository, digest) not in seen:
+                if not _whole_link(f"{base}/revisions/sha256/{hexpart}/link"):
+                    continue
+                seen.add((repository, digest))
+            try:
+                blob = os.stat(f"{blobs}/{hexpart[:2]}/{hexpart}/data")
+            except (OSError, ValueError):
+                continue
+            if stat.S_ISREG(blob.st_mode):
+                found[i] = (digest, _stamp(blob))
+        return found
 
     def get_manifest(self, repository: str, reference: str) -> ManifestBytes:
         found = self.read_manifest(repository, reference)

@@ -233,11 +233,26 @@ class Transport:
         self._http_client: httpx.Client | None = None
         # The standard library's connections for plain HTTP on this machine; an injected transport
         # (tests, fault injection) must see every request, and a proxy from the environment is httpx's.
-        self.loopback: Pool | None = None
-        if transport is None and scheme == "http" and is_loopback(registry) and not proxied(scheme, registry):
+        # Built on first use, like `http`: a listing answered from the registry's storage sends no
+        # request, and importing `http.client` (with `email`) is ~40 ms of a 10,000-tag listing.
+        self._loopback_wanted = (
+            transport is None and scheme == "http" and is_loopback(registry) and not proxied(scheme, registry)
+        )
+        self._loopback: Pool | None = None
+
+    @property
+    def loopback(self) -> Pool | None:
+        """The `http.client` pool for a plain-HTTP registry on this machine, else None."""
+        if self._loopback is None and self._loopback_wanted:
             from .loopback import Pool
 
-            self.loopback = Pool(registry, timeout=timeout, connect_timeout=connect_timeout, size=pool)
+            with self.lock:
+                if self._loopback is None:
+                    o = self.http_options
+                    self._loopback = Pool(
+                        self.registry, timeout=o["timeout"], connect_timeout=o["connect"], size=o["pool"]
+                    )
+        return self._loopback
 
     @property
     def http(self) -> httpx.Client:
@@ -261,8 +276,8 @@ class Transport:
         return self._http_client
 
     def close(self) -> None:
-        if self.loopback is not None:
-            self.loopback.close()
+        if self._loopback is not None:
+            self._loopback.close()
         if self._http_client is not None:
             self._http_client.close()
 

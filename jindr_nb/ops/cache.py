@@ -112,6 +112,22 @@ class ContentCache:
         known = record.get("v") if record is not None else None
         return isinstance(known, list) and _stamp_text(stamp) in known
 
+    def stored_summary(self, digest: str, stamp: tuple[int, ...]) -> dict | None:
+        """`get_summary(digest)` when it has the manifest's media type and `verified(digest, stamp)`
+        holds — what a listing from storage needs to answer a tag without reading its manifest —
+        else None. One lock, not the two the separate calls take (a listing asks it per tag)."""
+        with self._lock:
+            if self._summaries is None:
+                self._summaries = self._load_summaries()
+            summary = self._summaries.get(digest)
+            if summary is None or not summary.get("m"):
+                return None
+            if self._stamps.get(digest) == stamp:
+                return summary
+            record = self._summaries.get(_STAMP + digest)
+        known = record.get("v") if record is not None else None
+        return summary if isinstance(known, list) and _stamp_text(stamp) in known else None
+
     def put_stamp(self, digest: str, stamp: tuple[int, ...]) -> None:
         """Record, for this process, that the file with `stamp` held bytes verified against `digest`."""
         if len(self._stamps) >= _MAX_PARSED:
