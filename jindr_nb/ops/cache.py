@@ -125,8 +125,13 @@ class ContentCache:
             if self._stamps.get(digest) == stamp:
                 return summary
             record = self._summaries.get(_STAMP + digest)
-        known = record.get("v") if record is not None else None
-        return summary if isinstance(known, list) and _stamp_text(stamp) in known else None
+            known = record.get("v") if record is not None else None
+            if not (isinstance(known, list) and _stamp_text(stamp) in known):
+                return None
+            if len(self._stamps) < _MAX_PARSED:  # kept on disk already: the next look is one compare
+                self._stamps[digest] = tuple(stamp)
+                self._stamps_kept.add(digest)
+            return summary
 
     def put_stamp(self, digest: str, stamp: tuple[int, ...]) -> None:
         """Record, for this process, that the file with `stamp` held bytes verified against `digest`."""
