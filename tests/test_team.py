@@ -596,6 +596,34 @@ def test_docker_runtime_on_s3_with_tls_and_users(
     assert held == []
 
 
+def test_a_docker_start_that_fails_leaves_no_config_behind(
+    docker_engine,  # noqa: ANN001 - fixture
+    moto: str,  # noqa: F811 - fixture
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The docker runtime writes the registry's whole config (S3 keys included) to a 0600 file
+    before it asks Docker for the container. When Docker refuses (here: a container of someone
+    else's already has the name), the start is one line and the file is gone with it."""
+    client, image = docker_engine
+    secret = "S3ntinel-" + secrets.token_urlsafe(20)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
+    port = free_port()
+    address = f"localhost:{port}"
+    squatter = client.containers.create(image, name=f"jindr-{port}")  # not jindr's: no label
+    try:
+        with pytest.raises(RuntimeFailure, match=f"a container named 'jindr-{port}' already exists"):
+            jindr(
+                "-r", address, "start", "--runtime", "docker", "--image", image, "--storage", "s3://team-fail/d",
+                "--s3-endpoint", moto, "--create-bucket", "--users",
+            )  # fmt: skip
+        assert not (_state() / "docker" / str(port) / "config.yml").exists()
+        held = [p for p in _state().rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
+        assert held == []
+        assert client.containers.get(squatter.id).status == "created"  # someone else's: untouched
+    finally:
+        squatter.remove(force=True)
+
+
 def test_registries_with_tls_share_one_local_ca(tmp_path: Path) -> None:
     """Replicas behind one name must serve certificates a client trusts alike: every registry jindr
     runs with --tls gets its certificate from the same local CA, so one `trust` covers them all."""

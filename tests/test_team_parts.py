@@ -619,6 +619,38 @@ def test_a_private_file_is_0600_even_over_a_stale_or_planted_temporary(tmp_path:
     assert not stale.exists() and not stale.is_symlink()
 
 
+def test_users_added_at_once_are_all_kept(tmp_path: Path) -> None:
+    """`user add` run at once in several processes (two terminals; one command editing every
+    replica's file) keeps every user: the file is read and rewritten under a lock, and each write
+    goes through a temporary file of its own. Each process adds its users while the others do."""
+    import sys
+    import textwrap
+
+    path = tmp_path / "team" / "htpasswd"
+    script = textwrap.dedent(
+        """
+        import sys
+        from pathlib import Path
+        from jindr_nb.runtime.users import add_user
+        path, who = Path(sys.argv[1]), sys.argv[2]
+        for i in range(25):
+            add_user(path, f"{who}-{i}", "pw-" + who, rounds=4)
+        """
+    )
+    procs = [
+        subprocess.Popen([sys.executable, "-c", script, str(path), f"p{n}"], stderr=subprocess.PIPE, text=True)
+        for n in range(6)
+    ]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0] * 6, errors
+    names = users.list_users(path)
+    assert sorted(names) == sorted(f"p{n}-{i}" for n in range(6) for i in range(25))
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert [p.name for p in path.parent.iterdir() if p.name.endswith(".tmp")] == []  # none left behind
+    users.remove_user(path, "p0-0")
+    assert "p0-0" not in users.list_users(path) and len(users.list_users(path)) == 149
+
+
 def test_a_missing_team_package_is_one_line_naming_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`start --tls`/`--users` and `user add` without the `team` extra: one line saying what to install."""
     import importlib.util

@@ -475,25 +475,33 @@ def http_secret(spec: RegistrySpec) -> str:
 
 
 def write_private(path: Path, text: str) -> None:
-    """Write a file only its owner can read (0600, in 0700 directories), replacing it atomically."""
+    """Write a file only its owner can read (0600, in 0700 directories), replacing it atomically.
+
+    The new bytes go to a temporary file of a name no one else uses (`mkstemp`: created afresh,
+    never a link followed, 0600), so two writers at once never write into, or rename, each other's."""
+    import tempfile
+
     private_dirs(path.parent)
-    tmp = path.with_name(path.name + ".tmp")
-    # A leftover temporary file (a write cut short) may have another mode, or be a planted symlink:
-    # it is removed, and the new one is created afresh (O_EXCL), never followed, and made 0600 whatever the umask.
+    # A temporary file of the fixed name earlier versions used, left by a write cut short: removed.
     try:
-        os.unlink(tmp)
+        os.unlink(path.with_name(path.name + ".tmp"))
     except FileNotFoundError:
         pass
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, 0o600)
         with os.fdopen(fd, "w") as out:
             fd = -1
             out.write(text)
-    finally:
+        os.replace(tmp, path)
+    except BaseException:
         if fd != -1:
             os.close(fd)
-    os.replace(tmp, path)
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
 
 
 def proxy_credentials(config: Path) -> tuple[str, str]:

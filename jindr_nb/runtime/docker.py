@@ -168,14 +168,21 @@ class DockerRuntime:
             kwargs["network_mode"] = "host"
         else:
             kwargs["ports"] = {f"{CONTAINER_PORT}/tcp": (spec.listen, spec.port)}
+        written = command is not None  # the 0600 config: no container of ours runs with it (see above)
         try:
             container = self.client.containers.run(self.image, **kwargs)
         except APIError as exc:
+            if written:  # it may hold S3 keys or a proxy's password: not left behind by a failed start
+                _secret_path(spec.registry).unlink(missing_ok=True)
             if exc.status_code == 409:
                 raise RuntimeFailure(
                     f"a container named {spec.name!r} already exists; remove it or pass -n NAME"
                 ) from None
             raise RuntimeFailure(f"docker could not start the registry: {_short(exc)}") from None
+        except BaseException:
+            if written:
+                _secret_path(spec.registry).unlink(missing_ok=True)
+            raise
 
         def alive() -> bool:
             try:
@@ -197,6 +204,8 @@ class DockerRuntime:
                 container.remove(force=True)
             except DockerException:
                 pass
+            if written:
+                _secret_path(spec.registry).unlink(missing_ok=True)
             raise
         container.reload()
         _record(spec.registry, container.name, spec.shown_storage, self.image, spec.serving())

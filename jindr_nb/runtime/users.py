@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TextIO
 
@@ -61,6 +62,24 @@ def _entry_name(line: str) -> str | None:
     return text.split(":", 1)[0]
 
 
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Hold the users file's lock (`flock` on `NAME.lock` beside it) while reading and rewriting it:
+    two `user add` at once (two terminals, two replicas' files) each keep the other's user."""
+    import fcntl
+
+    from .._files import private_dirs
+
+    lock = Path(path).with_name(Path(path).name + ".lock")
+    private_dirs(lock.parent)
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def list_users(path: Path) -> list[str]:
     """The user names in the file, in its order (an absent file has none)."""
     return [name for name in map(_entry_name, _read(path)) if name is not None]
@@ -76,31 +95,32 @@ def add_user(path: Path, name: str, password: str, *, rounds: int = DEFAULT_ROUN
     if not 4 <= rounds <= 31:
         raise InvalidReference(f"invalid bcrypt cost {rounds}: use 4 to 31 (each step doubles the time)")
     entry = f"{name}:{bcrypt.hashpw(secret, bcrypt.gensalt(rounds=rounds)).decode()}"
-    lines = _read(path)
-    replaced = False
-    out = []
-    for line in lines:
-        if _entry_name(line) == name:
-            if not replaced:
-                out.append(entry)
-            replaced = True
-        else:
-            out.append(line)
-    if not replaced:
-        out.append(entry)
-    write_private(Path(path), "\n".join(out) + "\n")
+    with _locked(path):
+        replaced = False
+        out = []
+        for line in _read(path):
+            if _entry_name(line) == name:
+                if not replaced:
+                    out.append(entry)
+                replaced = True
+            else:
+                out.append(line)
+        if not replaced:
+            out.append(entry)
+        write_private(Path(path), "\n".join(out) + "\n")
     return replaced
 
 
 def remove_user(path: Path, name: str) -> None:
     """Remove `name`; a name that is not there is an error that lists who is."""
     check_name(name)
-    lines = _read(path)
-    kept = [line for line in lines if _entry_name(line) != name]
-    if len(kept) == len(lines):
-        known = ", ".join(list_users(path)) or "none"
-        raise InvalidReference(f"no user {name!r} in {path} (users: {known})")
-    write_private(Path(path), "\n".join(kept) + "\n" if kept else "")
+    with _locked(path):
+        lines = _read(path)
+        kept = [line for line in lines if _entry_name(line) != name]
+        if len(kept) == len(lines):
+            known = ", ".join(list_users(path)) or "none"
+            raise InvalidReference(f"no user {name!r} in {path} (users: {known})")
+        write_private(Path(path), "\n".join(kept) + "\n" if kept else "")
 
 
 def auth_section(path: Path, realm: str = "jindr") -> dict[str, dict[str, str]]:
