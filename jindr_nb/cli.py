@@ -31,7 +31,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; 0 on success, 1 on an error (or a false status), 2 on a usage error,
     CLOSED_PIPE (141) when the output's reader has gone."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser("jindr", cli=True)
+    parser = build_parser("jindr", cli=True, argv=argv)
     debug = "--debug" in argv
     session: Session | None = None
     try:

@@ -316,7 +316,7 @@ class JindrMagics(Magics):
             argv, _ = split_line(line)
         except ValueError as exc:
             raise UsageError(f"%jindr: cannot split the line: {exc}") from None
-        parser = build_parser("%jindr", cli=False)
+        parser = build_parser("%jindr", cli=False, argv=argv)
         debug = "--debug" in argv
         try:
             args = parser.parse_args(argv)

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -97,3 +98,45 @@ def test_help_and_version() -> None:
     assert "-r REGISTRY, --registry REGISTRY" in proc.stdout or "-r, --registry REGISTRY" in proc.stdout
     version = run("--version")
     assert version.returncode == 0 and version.stdout.startswith("jindr_nb ")
+
+
+def _parsed(parser: Any, argv: list[str]) -> tuple[str, object]:
+    """What a parser makes of `argv`: the namespace (handler by name), or the error and usage lines."""
+    from jindr_nb.commands import CommandLineError, HelpShown
+
+    try:
+        args = vars(parser.parse_args(argv))
+    except CommandLineError as exc:
+        return "error", (str(exc), exc.usage)
+    except HelpShown:
+        return "help", None
+    args["_handler"] = args["_handler"].__name__
+    return "ok", args
+
+
+def test_the_parser_built_for_one_command_answers_as_the_whole_table() -> None:
+    """The CLI and the magic build only the sub-parser of the command a line names: every line —
+    each command and alias with and without top-level options before it, bad options, counts and
+    values, misspelt and missing commands, help — parses to the same namespace, or fails with the
+    same message and usage, as with every command's parser built."""
+    from test_badinput import ALL_COMMANDS, BAD_VALUES, UNKNOWN_COMMANDS, UNKNOWN_OPTIONS, WRONG_COUNTS
+
+    from jindr_nb.commands import COMMANDS, build_parser
+
+    lines: list[list[str]] = [[], ["-h"], ["--version"], ["--json"], ["-r"], ["-r", "localhost:1"]]
+    for command in COMMANDS:
+        for name in (command.name, *command.aliases):
+            for before in ([], ["-r", "localhost:5999"], ["-rlocalhost:5999", "--json"], ["--registry=x:1", "--debug"]):
+                lines += [[*before, name], [*before, name, "-h"], [*before, name, "app:v1"], [*before, name, "--bogus"]]
+    lines += [list(c) for c in ALL_COMMANDS] + [list(c) for c, _ in WRONG_COUNTS]
+    lines += [[w.format(address="localhost:1") for w in c] for c in BAD_VALUES]
+    lines += [[word] for word in UNKNOWN_COMMANDS] + [["-r", "lsi", "ls"], ["--insecure", "lsi", "-l", "-j", "3"]]
+    lines += [["lsi", option] for option in UNKNOWN_OPTIONS] + [[option, "lsi"] for option in UNKNOWN_OPTIONS]
+    kinds = set()
+    for cli in (True, False):
+        whole = build_parser("jindr", cli=cli)
+        for argv in lines:
+            lean = _parsed(build_parser("jindr", cli=cli, argv=argv), argv)
+            assert lean == _parsed(whole, argv), (argv, cli)
+            kinds.add(lean[0])
+    assert kinds == {"ok", "error", "help"}
