@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.10.0"
+__version__ = "0.10.1"
 __all__ = ["__version__", "load_ipython_extension", "unload_ipython_extension"]
 
 
