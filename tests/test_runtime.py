@@ -293,3 +293,27 @@ def test_same_storage_under_either_runtime(docker_engine, tmp_path: Path, monkey
             verify_pull(client, "moves", "v1", pushed)  # pushed under docker, served by the binary
     finally:
         jindr("-r", address, "stop", "-G")
+
+
+def test_dir_size_counts_the_blocks_of_every_file_and_follows_no_link(tmp_path: Path) -> None:
+    """`status`'s size: the blocks of each file under the storage (one lstat each, counted here by
+    os.walk), nested deeply; a link to a directory elsewhere is not followed (its big file is not
+    counted), a link to a file counts as the link; a missing path is 0."""
+    import os
+
+    root = tmp_path / "storage"
+    for depth in range(6):
+        leaf = root.joinpath(*[f"d{i}" for i in range(depth)])
+        leaf.mkdir(parents=True, exist_ok=True)
+        (leaf / "data").write_bytes(os.urandom(5000 * (depth + 1)))
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "big").write_bytes(os.urandom(1 << 20))
+    (root / "d0" / "elsewhere").symlink_to(outside)
+    (root / "d0" / "file-link").symlink_to(outside / "big")
+    expected = 0
+    for top, _dirs, files in os.walk(root):
+        expected += sum(os.lstat(os.path.join(top, name)).st_blocks * 512 for name in files)
+    assert dir_size(root) == expected
+    assert 6 * 4096 <= expected < (1 << 20)  # the six files, not the big one behind the link
+    assert dir_size(tmp_path / "missing") == 0
