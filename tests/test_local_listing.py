@@ -372,3 +372,48 @@ def test_the_summaries_file_reads_back_whole_records_around_a_torn_line(tmp_path
     mixed = ContentCache(other)
     assert mixed.get_summary("sha256:" + "a" * 64) == {"s": 1}
     assert mixed.get_summary("sha256:" + "f" * 64) is None and mixed.get_summary("sha256:" + "9" * 64) is None
+
+
+def test_a_stamp_from_the_summaries_file_never_displaces_one_this_process_verified(tmp_path) -> None:
+    """One manifest in two registries jindr runs (copied from one to the other): one stamp per
+    storage. A listing of B answered through B's stamp on disk must not make this process forget
+    the stamp it verified in A (kept in the file after the records were loaded): A's next listing
+    would read and hash every shared manifest again, and write its stamp once more each time."""
+    from jindr_nb.ops.cache import ContentCache
+
+    digest, in_a, in_b = "sha256:" + "d" * 64, (1, 10, 100, 1000, 1001), (2, 20, 200, 2000, 2001)
+    first = ContentCache(tmp_path)
+    first.put_summary(digest, {"p": ["linux/amd64"], "m": "application/vnd.oci.image.manifest.v1+json", "k": []})
+    first.put_stamp(digest, in_b)
+    first.keep_stamp(digest)
+    first.close()
+    kernel = ContentCache(tmp_path)
+    assert kernel.stored_summary(digest, in_a) is None  # not verified in A yet
+    kernel.put_stamp(digest, in_a)  # A's bytes read and verified
+    kernel.keep_stamp(digest)
+    kernel.flush()
+    lines = (tmp_path / "summaries-v3.jsonl").read_bytes().count(b"\n")
+    for _ in range(3):  # B and A in turn, as two listings in one kernel
+        assert kernel.stored_summary(digest, in_b) is not None
+        assert kernel.stored_summary(digest, in_a) is not None and kernel.verified(digest, in_a)
+        kernel.keep_stamp(digest)
+    kernel.flush()
+    assert (tmp_path / "summaries-v3.jsonl").read_bytes().count(b"\n") == lines  # nothing written again
+    assert kernel.stored_summary(digest, (3, 30, 300, 3000, 3001)) is None  # a stamp no one verified
+
+
+def test_named_images_that_are_not_there_are_reported_in_the_order_given(process_registry: str) -> None:
+    """`lsi A B` from storage, neither there: the error names A, the first asked for, whatever
+    kind of reference each is (a tag, a digest) — also when a tag found in storage comes between."""
+    address = process_registry
+    with RegistryClient(address) as client:
+        ImageFactory(client, seed=71).single("order/app", "v1")
+    absent = "sha256:" + "0" * 64
+    for argv in (
+        ["order/app:gone", f"order/other@{absent}"],
+        ["order/app:v1", "order/app:gone", f"order/app@{absent}"],
+        [f"order/app@{absent}", "order/app:gone"],
+    ):
+        first = next(a for a in argv if not a.endswith(":v1"))
+        with pytest.raises(Exception, match=f"manifest {first} not found"):
+            jindr("-r", address, "lsi", *argv)

@@ -603,7 +603,8 @@ def test_a_docker_start_that_fails_leaves_no_config_behind(
 ) -> None:
     """The docker runtime writes the registry's whole config (S3 keys included) to a 0600 file
     before it asks Docker for the container. When Docker refuses (here: a container of someone
-    else's already has the name), the start is one line and the file is gone with it."""
+    else's already has the name), the start is one line and the file is gone with it — a file it
+    did not create stays."""
     client, image = docker_engine
     secret = "S3ntinel-" + secrets.token_urlsafe(20)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
@@ -620,6 +621,13 @@ def test_a_docker_start_that_fails_leaves_no_config_behind(
         held = [p for p in _state().rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
         assert held == []
         assert client.containers.get(squatter.id).status == "created"  # someone else's: untouched
+        # A config that was there before (another registry jindr runs on this port under another
+        # name, `127.0.0.1:PORT`, shares the path) is not this start's to remove.
+        theirs = _state() / "docker" / str(port) / "config.yml"
+        theirs.write_text("version: 0.1\n")
+        with pytest.raises(RuntimeFailure, match="already exists"):
+            jindr("-r", address, "start", "--runtime", "docker", "--image", image, "--users")
+        assert theirs.exists()
     finally:
         squatter.remove(force=True)
 

@@ -276,8 +276,10 @@ class Transport:
         return self._http_client
 
     def close(self) -> None:
-        if self._loopback is not None:
-            self._loopback.close()
+        with self.lock:  # a pool being built in another thread is closed too
+            pool = self._loopback
+        if pool is not None:
+            pool.close()
         if self._http_client is not None:
             self._http_client.close()
 

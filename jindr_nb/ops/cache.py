@@ -128,7 +128,10 @@ class ContentCache:
             known = record.get("v") if record is not None else None
             if not (isinstance(known, list) and _stamp_text(stamp) in known):
                 return None
-            if len(self._stamps) < _MAX_PARSED:  # kept on disk already: the next look is one compare
+            # Kept on disk already: the next look is one compare — unless this process holds a
+            # stamp of its own for the digest (another storage's, perhaps only in the file's tail,
+            # which `_summaries` does not see): that one stays, or its storage would miss each time.
+            if digest not in self._stamps and len(self._stamps) < _MAX_PARSED:
                 self._stamps[digest] = tuple(stamp)
                 self._stamps_kept.add(digest)
             return summary

@@ -172,27 +172,28 @@ def _from_storage(
     registry = fetcher.client.registry
     summary_of = fetcher.cache.stored_summary
     rows: list[Listed] = []
-    rest: list[tuple[str, str, bool]] = []
-    groups: dict[str, list[tuple[str, str, bool]]] = {}
-    for item in items:
-        if item[1].startswith("sha256:"):
-            rest.append(item)
+    rest: list[int] = []  # positions in `items`: what is left goes in the selection's order
+    groups: dict[str, list[int]] = {}
+    for at, (repository, reference, _) in enumerate(items):
+        if reference.startswith("sha256:"):
+            rest.append(at)
         else:
-            groups.setdefault(item[0], []).append(item)
+            groups.setdefault(repository, []).append(at)
     for repository, group in groups.items():
-        for item, hit in zip(group, storage.stored_tags(repository, [tag for _, tag, _ in group]), strict=True):
+        found = storage.stored_tags(repository, [items[at][1] for at in group])
+        for at, hit in zip(group, found, strict=True):
             cached = None if hit is None else summary_of(*hit)
             if hit is None or cached is None or not _whole(fetcher, repository, cached):
-                rest.append(item)
+                rest.append(at)
                 continue
-            digest, tag = hit[0], item[1]
+            digest, tag = hit[0], items[at][1]
             if long:
                 rows.append(_from_summary(registry, repository, tag, digest, cached["m"], cached))
             else:
                 rows.append(
                     ImageRow(registry, repository, tag, digest, digest[7:19], cached["m"], list(cached.get("p", [])))
                 )
-    return rows, rest
+    return rows, [items[at] for at in sorted(rest)]
 
 
 def _stored_row(fetcher: Fetcher, repository: str, reference: str, known: str, *, long: bool) -> Listed | None:

@@ -315,8 +315,7 @@ def serving_files(spec: RegistrySpec) -> Serving:
     htpasswd = None
     if spec.users:
         htpasswd = team_dir(spec.registry) / "htpasswd"
-        if not htpasswd.exists():
-            write_private(htpasswd, "")
+        _create_private(htpasswd)
     return Serving(files, htpasswd)
 
 
@@ -474,6 +473,16 @@ def http_secret(spec: RegistrySpec) -> str:
     return path.read_text().strip()
 
 
+def _create_private(path: Path) -> None:
+    """An empty 0600 file at `path` unless one is there (one exclusive create: never over a file
+    someone wrote meanwhile, never through a link)."""
+    private_dirs(path.parent)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600))
+    except FileExistsError:
+        pass
+
+
 def write_private(path: Path, text: str) -> None:
     """Write a file only its owner can read (0600, in 0700 directories), replacing it atomically.
 
@@ -627,11 +636,21 @@ def dir_size(path: Path) -> int:
             continue
         with entries:
             for entry in entries:
-                try:
-                    if entry.is_dir(follow_symlinks=False):
+                if _walked_dir(entry):
+                    if not entry.is_symlink():
                         pending.append(entry.path)
-                    elif not (entry.is_symlink() and entry.is_dir()):
-                        total += entry.stat(follow_symlinks=False).st_blocks * 512
+                    continue  # a link to a directory: not followed, not counted
+                try:
+                    total += entry.stat(follow_symlinks=False).st_blocks * 512
                 except OSError:
                     pass
     return total
+
+
+def _walked_dir(entry: os.DirEntry) -> bool:
+    """What os.walk files an entry under: a directory (links followed), else a file — also when its
+    type cannot be read (a link loop, a link into a directory it may not enter)."""
+    try:
+        return entry.is_dir()
+    except OSError:
+        return False

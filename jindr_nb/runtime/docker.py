@@ -136,6 +136,7 @@ class DockerRuntime:
         }
         volumes = {str(spec.storage): {"bind": CONTAINER_ROOT, "mode": "rw"}} if spec.bucket is None else {}
         command: list[str] | None = None
+        created = False
         if spec.proxy_url:
             env["REGISTRY_PROXY_REMOTEURL"] = spec.proxy_url
         if team or spec.proxy_username:
@@ -143,6 +144,9 @@ class DockerRuntime:
             # never reach the container's environment, which `docker inspect` shows.
             env = {k: v for k, v in env.items() if not k.startswith("REGISTRY_")}
             secret = _secret_path(spec.registry)
+            # Another registry jindr runs on this port under another name (`127.0.0.1:P` beside
+            # `localhost:P`) shares the path: a failed start removes only a file it created.
+            created = not secret.exists()
             write_private(secret, self._config_text(spec, serving, env_addr=_addr(spec, host_network)))
             volumes[str(secret)] = {"bind": SECRET_CONFIG, "mode": "ro"}
             volumes.update(_serving_mounts(spec))
@@ -168,21 +172,19 @@ class DockerRuntime:
             kwargs["network_mode"] = "host"
         else:
             kwargs["ports"] = {f"{CONTAINER_PORT}/tcp": (spec.listen, spec.port)}
-        written = command is not None  # the 0600 config: no container of ours runs with it (see above)
+        # The 0600 config this start wrote (it may hold S3 keys or a proxy's password): removed when
+        # the engine refuses the container, or the registry in it never answers.
+        written = command is not None and created
         try:
             container = self.client.containers.run(self.image, **kwargs)
         except APIError as exc:
-            if written:  # it may hold S3 keys or a proxy's password: not left behind by a failed start
+            if written:
                 _secret_path(spec.registry).unlink(missing_ok=True)
             if exc.status_code == 409:
                 raise RuntimeFailure(
                     f"a container named {spec.name!r} already exists; remove it or pass -n NAME"
                 ) from None
             raise RuntimeFailure(f"docker could not start the registry: {_short(exc)}") from None
-        except BaseException:
-            if written:
-                _secret_path(spec.registry).unlink(missing_ok=True)
-            raise
 
         def alive() -> bool:
             try:
