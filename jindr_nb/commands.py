@@ -869,7 +869,7 @@ def build_parser(
 ) -> argparse.ArgumentParser:
     """The top-level parser with one sub-parser per command (aliases included). Given the `argv`
     it will parse, only the sub-parser of the command that names is built when that is plain to
-    see (the 26 others cost ~15 ms of every command's start); the whole table otherwise (help, a
+    see (the 21 others cost ~5 ms of every command's start); the whole table otherwise (help, a
     misspelt or missing command, anything before it but the top-level options)."""
     parser = _Parser(
         prog=prog,
