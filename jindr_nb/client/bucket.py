@@ -510,10 +510,7 @@ class BucketReader(StorageReader):
         if not _repository_ok(repository):
             return None
         self._warm_up(repository)
-        if _DIGEST.match(reference):
-            digest: str | None = reference if self._has_revision(repository, reference) else None
-        else:
-            digest = self.resolve_tag(repository, reference)
+        digest = self._linked_digest(repository, reference)
         if digest is None:
             return None
         raw = self.bucket_layout.read_blob(digest, MAX_MANIFEST_BYTES)

@@ -309,13 +309,17 @@ class StorageReader:
             return None if found is None else (*found, None)
         return self._read_verified(repository, reference)
 
-    def _read_verified(self, repository: str, reference: str) -> tuple[str, bytes, Stamp | None] | None:
+    def _linked_digest(self, repository: str, reference: str) -> str | None:
+        """The manifest digest `reference` (a digest or a tag) names in the repository, when the
+        repository holds that revision; None otherwise, or for names outside the grammar."""
         if not _repository_ok(repository):
             return None
         if _DIGEST.match(reference):
-            digest: str | None = reference if self._has_revision(repository, reference) else None
-        else:
-            digest = self.resolve_tag(repository, reference)
+            return reference if self._has_revision(repository, reference) else None
+        return self.resolve_tag(repository, reference)
+
+    def _read_verified(self, repository: str, reference: str) -> tuple[str, bytes, Stamp | None] | None:
+        digest = self._linked_digest(repository, reference)
         if digest is None:
             return None
         read = self.layout.read_blob_stamped(digest, MAX_MANIFEST_BYTES)

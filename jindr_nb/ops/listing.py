@@ -186,13 +186,7 @@ def _from_storage(
             if hit is None or cached is None or not _whole(fetcher, repository, cached):
                 rest.append(at)
                 continue
-            digest, tag = hit[0], items[at][1]
-            if long:
-                rows.append(_from_summary(registry, repository, tag, digest, cached["m"], cached))
-            else:
-                rows.append(
-                    ImageRow(registry, repository, tag, digest, digest[7:19], cached["m"], list(cached.get("p", [])))
-                )
+            rows.append(_summary_row(registry, repository, items[at][1], hit[0], cached, long=long))
     return rows, [items[at] for at in sorted(rest)]
 
 
@@ -210,10 +204,14 @@ def _stored_row(fetcher: Fetcher, repository: str, reference: str, known: str, *
     if not _whole(fetcher, repository, cached):
         return None
     tag = "" if reference.startswith("sha256:") else reference
-    registry = fetcher.client.registry
+    return _summary_row(fetcher.client.registry, repository, tag, known, cached, long=long)
+
+
+def _summary_row(registry: str, repository: str, tag: str, digest: str, cached: dict, *, long: bool) -> Listed:
+    """The row a verified summary gives (`_stored_row`, `_from_storage`)."""
     if long:
-        return _from_summary(registry, repository, tag, known, cached["m"], cached)
-    return ImageRow(registry, repository, tag, known, known[7:19], cached["m"], list(cached.get("p", [])))
+        return _from_summary(registry, repository, tag, digest, cached["m"], cached)
+    return ImageRow(registry, repository, tag, digest, digest[7:19], cached["m"], list(cached.get("p", [])))
 
 
 def _whole(fetcher: Fetcher, repository: str, cached: dict) -> bool:
